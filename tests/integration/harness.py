@@ -1,0 +1,112 @@
+"""harness.py - shared pieces of Ember's integration tests.
+
+Tests are plain functions registered with @test(group); run.py runs a group
+and prints `N passed, N failed`. Helpers here start `ember` on a JSON config
+in a scratch directory and return what the host saw: exit status, console
+(stdout), log (stderr).
+"""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+TESTS = []
+
+
+class Ctx:
+    """What every test gets: paths to the binaries and a scratch directory."""
+
+    def __init__(self, ember, guest_dir, images, workdir):
+        self.ember = os.path.abspath(ember)
+        self.guest_dir = os.path.abspath(guest_dir)
+        self.images = os.path.abspath(images) if images else None
+        self.workdir = workdir
+
+    def guest(self, name):
+        return os.path.join(self.guest_dir, name)
+
+    def image(self, name):
+        return os.path.join(self.images, name)
+
+
+def test(group):
+    def deco(fn):
+        TESTS.append((group, fn))
+        return fn
+    return deco
+
+
+class Result:
+    def __init__(self, rc, out, err, seconds):
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.seconds = seconds
+
+    def lines(self, prefix):
+        """Values of the guest report lines `prefix: value`."""
+        return [l[len(prefix) + 2:] for l in self.out.splitlines() if l.startswith(prefix + ": ")]
+
+    def line(self, prefix):
+        vals = self.lines(prefix)
+        assert len(vals) == 1, "expected one '%s:' line, got %r\n%s" % (prefix, vals, self.describe())
+        return vals[0]
+
+    def describe(self):
+        return "exit status %s\n--- console ---\n%s\n--- stderr ---\n%s" % (
+            self.rc, self.out[-3000:], self.err[-3000:])
+
+
+def run_ember(ctx, config, args=(), timeout=30, name="vm", stdin=subprocess.DEVNULL):
+    """Write `config` (a dict, or a str written verbatim) and run ember --no-api on it."""
+    path = os.path.join(ctx.workdir, name + ".json")
+    with open(path, "w") as f:
+        f.write(config if isinstance(config, str) else json.dumps(config))
+    cmd = [ctx.ember, "--no-api", "--config-file", path] + list(args)
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=timeout, cwd=ctx.workdir)
+    return Result(p.returncode, p.stdout.decode("utf-8", "replace"),
+                  p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+
+
+def guest_config(kernel, boot_args="", vcpus=1, mem_mib=128, initrd=None):
+    cfg = {
+        "boot-source": {"kernel_image_path": kernel, "boot_args": boot_args},
+        "machine-config": {"vcpu_count": vcpus, "mem_size_mib": mem_mib, "smt": False},
+    }
+    if initrd:
+        cfg["boot-source"]["initrd_path"] = initrd
+    return cfg
+
+
+def check(cond, msg, res=None):
+    if not cond:
+        raise AssertionError(msg + ("\n" + res.describe() if res else ""))
+
+
+def expected_e820(mem_bytes):
+    gap = 0xd0000000
+    low = min(mem_bytes, gap)
+    e = [(0, 0x9fc00, 1), (0x9fc00, 0x100000 - 0x9fc00, 2), (0x100000, low - 0x100000, 1)]
+    if mem_bytes > low:
+        e.append((1 << 32, mem_bytes - low, 1))
+    return e
+
+
+def parse_e820(res):
+    out = []
+    for v in res.lines("e820"):
+        m = re.fullmatch(r"0x([0-9a-fA-F]+) 0x([0-9a-fA-F]+) (\d+)", v.strip())
+        check(m, "bad e820 line %r" % v, res)
+        out.append((int(m.group(1), 16), int(m.group(2), 16), int(m.group(3))))
+    return out
+
+
+def is_pvm_host():
+    return os.path.exists("/sys/module/kvm_pvm")
+
+
+def scratch_dir():
+    return tempfile.mkdtemp(prefix="ember-it-")

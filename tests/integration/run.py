@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""run.py - run one group of Ember's integration tests and print
+`N passed, N failed`. Exit status 0 only if every test passed.
+
+  run.py --group fast|slow --ember build/ember --guest-dir build/guest [--images build/images] [-k NAME]
+"""
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+MODULES = ["test_guest_boot", "test_bad_input", "test_linux"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--group", choices=["fast", "slow"], required=True)
+    ap.add_argument("--ember", required=True)
+    ap.add_argument("--guest-dir", required=True)
+    ap.add_argument("--images")
+    ap.add_argument("-k", dest="filter")
+    a = ap.parse_args()
+    for m in MODULES:
+        importlib.import_module(m)
+    passed = failed = 0
+    for group, fn in harness.TESTS:
+        if group != a.group or (a.filter and a.filter not in fn.__name__):
+            continue
+        work = harness.scratch_dir()
+        ctx = harness.Ctx(a.ember, a.guest_dir, a.images, work)
+        t0 = time.monotonic()
+        try:
+            fn(ctx)
+            passed += 1
+            print("PASS %-40s %6.2fs" % (fn.__name__, time.monotonic() - t0), flush=True)
+            shutil.rmtree(work, ignore_errors=True)
+        except Exception:
+            failed += 1
+            print("FAIL %-40s %6.2fs (scratch kept in %s)" % (fn.__name__, time.monotonic() - t0, work),
+                  flush=True)
+            traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+/* config.h - the one configuration model of a microVM.
+ *
+ * Filled from Firecracker's JSON (api/config_json.c) by --config-file and,
+ * later, by the REST API; read by the VMM when the VM is built. Every field
+ * has been validated by the time it is stored here.
+ */
+#ifndef EMBER_CONFIG_H
+#define EMBER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_VCPUS 32
+#define CONFIG_MAX_DRIVES 16
+#define CONFIG_MAX_NETS 8
+#define CONFIG_ID_MAX 64             /* drive_id / iface_id: [A-Za-z0-9_]{1,64} */
+#define CONFIG_PATH_MAX 4095         /* host paths, bytes */
+#define CONFIG_BOOT_ARGS_MAX 4095    /* boot_args, bytes (the kernel's limit is checked at boot) */
+#define CONFIG_MEM_MAX_MIB (1u << 20) /* 1 TiB; the VMM checks what the host can map */
+#define CONFIG_MAX_METRICS_PROPS 64
+
+/* A token bucket; `set` false: no limit on this resource. size 0 or
+ * refill_time_ms 0 also means "no limit" (as Firecracker). refill_time_ms is
+ * at most CONFIG_REFILL_MAX_MS, so converting it to ns cannot overflow. */
+#define CONFIG_REFILL_MAX_MS (UINT64_MAX / 1000000u)
+struct rate_bucket {
+    bool set;
+    uint64_t size;
+    uint64_t one_time_burst;
+    uint64_t refill_time_ms;
+};
+
+struct rate_limiter {
+    struct rate_bucket bandwidth;
+    struct rate_bucket ops;
+};
+
+struct boot_source {
+    char *kernel_image_path; /* required */
+    char *initrd_path;       /* NULL: none */
+    char *boot_args;         /* NULL: Ember's default */
+};
+
+struct machine_config {
+    unsigned vcpu_count;   /* 1..32 */
+    uint64_t mem_size_mib; /* >= 1 */
+    bool smt;
+    bool track_dirty_pages;
+    /* NULL or a path to Ember's CPU template JSON file. Never set from
+     * Firecracker's JSON: there `cpu_template` accepts only "None" (Ember has
+     * no static templates, and no SMT or huge pages either); the file comes
+     * from Ember's own command-line flag and is not part of GET /vm/config. */
+    char *cpu_template;
+};
+
+enum cache_type { CACHE_UNSAFE = 0, CACHE_WRITEBACK };
+enum io_engine { IO_ENGINE_SYNC = 0, IO_ENGINE_ASYNC };
+
+struct drive_config {
+    char *drive_id;
+    char *path_on_host;
+    bool is_root_device;
+    bool is_read_only;
+    char *partuuid; /* NULL if absent */
+    enum cache_type cache_type;
+    enum io_engine io_engine;
+    struct rate_limiter rate_limiter;
+};
+
+struct net_config {
+    char *iface_id;
+    char *host_dev_name;
+    bool has_mac;
+    uint8_t guest_mac[6];
+    unsigned mtu; /* 0: not set */
+    struct rate_limiter rx_rate_limiter;
+    struct rate_limiter tx_rate_limiter;
+};
+
+enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE, LOG_OFF };
+
+struct logger_config {
+    char *log_path; /* NULL: not redirected (Firecracker allows a logger without a path) */
+    enum log_level level; /* default LOG_INFO */
+    bool show_level;
+    bool show_log_origin;
+    char *module; /* NULL: no filter; else only lines from this module */
+};
+
+struct metrics_property {
+    char *key;
+    char *value;
+};
+
+struct metrics_config {
+    char *metrics_path; /* required when has_metrics */
+    bool emit_id;       /* add the instance id as top-level "id" on each line */
+    int n_properties;   /* operator key/values emitted under "properties" */
+    struct metrics_property *properties;
+};
+
+struct vm_config {
+    bool has_boot_source;
+    struct boot_source boot;
+    struct machine_config machine;
+    int n_drives;
+    struct drive_config drives[CONFIG_MAX_DRIVES];
+    int n_nets;
+    struct net_config nets[CONFIG_MAX_NETS];
+    bool has_logger;
+    struct logger_config logger;
+    bool has_metrics;
+    struct metrics_config metrics;
+};
+
+/* Defaults: 1 vCPU, 128 MiB, smt false, no devices. */
+void config_init(struct vm_config *cfg);
+/* Free every string and reset to config_init()'s defaults. */
+void config_free(struct vm_config *cfg);
+
+/* Free one section's strings (and zero the struct), for callers that replace a
+ * section (the REST API's PUT /drives/{id} ...). */
+void config_boot_source_free(struct boot_source *b);
+void config_drive_free(struct drive_config *d);
+void config_net_free(struct net_config *n);
+void config_logger_free(struct logger_config *l);
+void config_metrics_free(struct metrics_config *m);
+
+/* True if `id` is a valid drive_id / iface_id: 1 to CONFIG_ID_MAX characters
+ * of [A-Za-z0-9_] (Firecracker's rule for ids in API paths). */
+bool config_id_valid(const char *id);
+
+/* Checks across sections and devices: ids unique, at most one root drive,
+ * host_dev_name and guest_mac unique, counts within limits. The error names
+ * the field (e.g. "drives[2].drive_id: duplicate id \"rootfs\" (drives[0])").
+ * The per-field rules are checked by the parsers in api/config_json.h. */
+int config_validate(const struct vm_config *cfg);
+
+#endif

@@ -1,0 +1,46 @@
+/* guest_mem.h - guest RAM: one lazy host mapping, and the one checked accessor.
+ *
+ * Guest RAM of `size` bytes is a single anonymous mapping (nothing touched up
+ * front). Below the MMIO gap it appears at guest-physical 0; whatever does not
+ * fit below LAYOUT_MMIO_GAP_START is remapped at 4 GiB:
+ *   region 0: gpa [0, low_size)           -> host[0, low_size)
+ *   region 1: gpa [4 GiB, 4 GiB + high)   -> host[low_size, size)
+ * Every guest address the VMM touches goes through gm_ptr(), which refuses any
+ * range not wholly inside one region (overflow-safe).
+ */
+#ifndef EMBER_GUEST_MEM_H
+#define EMBER_GUEST_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct guest_mem {
+    uint8_t *host;     /* start of the mapping */
+    uint64_t size;     /* total RAM bytes */
+    uint64_t low_size; /* bytes below the MMIO gap */
+};
+
+struct gm_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *host;
+};
+
+/* Map `size` bytes (a multiple of 4 KiB, > 0) of lazily-allocated RAM. */
+int guest_mem_init(struct guest_mem *gm, uint64_t size);
+void guest_mem_free(struct guest_mem *gm);
+
+/* Number of RAM regions (1 or 2) and each region's placement. */
+int gm_region_count(const struct guest_mem *gm);
+struct gm_region gm_region(const struct guest_mem *gm, int i);
+
+/* Host pointer for guest range [gpa, gpa+len), or NULL if any byte of it is
+ * outside guest RAM or the range crosses a region boundary. len 0 is valid
+ * for any gpa inside or at the end of a region. */
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/* Checked copies; return 0 or -EFAULT. */
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
+
+#endif

@@ -1,0 +1,384 @@
+/* vcpu.c - vCPU setup and the exit loop (see vcpu.h). */
+#define _GNU_SOURCE
+#include "vcpu.h"
+
+#include "../boot/layout.h"
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_SYSENTER_ESP 0x175
+#define MSR_IA32_SYSENTER_EIP 0x176
+#define MSR_IA32_MISC_ENABLE 0x1a0
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_CSTAR 0xc0000083
+#define MSR_SYSCALL_MASK 0xc0000084
+#define MSR_KERNEL_GS_BASE 0xc0000102
+
+#define APIC_LVT0 0x350
+#define APIC_LVT1 0x360
+#define APIC_MODE_NMI 0x4
+#define APIC_MODE_EXTINT 0x7
+
+int vcpu_create(struct vm *vm, unsigned index)
+{
+    struct vcpu *v = &vm->vcpus[index];
+    memset(v, 0, sizeof(*v));
+    v->vm = vm;
+    v->index = index;
+    v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    if (v->fd < 0) {
+        int e = errno;
+        v->fd = -1;
+        return err_set(-e, "vcpu %u: KVM_CREATE_VCPU failed: %s", index, strerror(e));
+    }
+    v->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+    if (v->run == MAP_FAILED) {
+        int e = errno;
+        v->run = NULL;
+        return err_set(-e, "vcpu %u: cannot map kvm_run: %s", index, strerror(e));
+    }
+    return 0;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+    if (v->run)
+        munmap(v->run, v->vm->run_size);
+    if (v->fd >= 0)
+        close(v->fd);
+    v->run = NULL;
+    v->fd = -1;
+}
+
+static int set_cpuid(struct vcpu *v, const struct cpu_template *tpl)
+{
+    static __thread struct {
+        struct kvm_cpuid2 hdr;
+        struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+    } buf;
+    struct cpuid_table t = v->vm->cpuid;
+    cpuid_for_vcpu(&t, v->index);
+    (void)tpl; /* cpuid modifiers were applied to the VM's table already */
+    buf.hdr.nent = t.n;
+    buf.hdr.padding = 0;
+    memcpy(buf.e, t.e, t.n * sizeof(t.e[0]));
+    if (ioctl(v->fd, KVM_SET_CPUID2, &buf) < 0) {
+        int e = errno;
+        return err_set(-e, "vcpu %u: KVM_SET_CPUID2 failed: %s", v->index, strerror(e));
+    }
+    return 0;
+}
+
+/* KVM_SET_MSRS stops at the first MSR it refuses; report it and go on with
+ * the rest, since a host may lack one of the optional boot MSRs. */
+static int set_msrs(struct vcpu *v, const struct kvm_msr_entry *list, unsigned n)
+{
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e[CPU_TEMPLATE_MAX + 16];
+    } buf;
+    unsigned done = 0;
+    while (done < n) {
+        memset(&buf, 0, sizeof(buf));
+        buf.hdr.nmsrs = n - done;
+        memcpy(buf.e, list + done, (n - done) * sizeof(list[0]));
+        int r = ioctl(v->fd, KVM_SET_MSRS, &buf);
+        if (r < 0) {
+            int e = errno;
+            return err_set(-e, "vcpu %u: KVM_SET_MSRS failed: %s", v->index, strerror(e));
+        }
+        done += (unsigned)r;
+        if (done < n) {
+            log_debug("vcpu %u: MSR 0x%x not accepted by KVM; left at its default", v->index,
+                      list[done].index);
+            done++;
+        }
+    }
+    return 0;
+}
+
+static int setup_msrs(struct vcpu *v, const struct cpu_template *tpl)
+{
+    struct kvm_msr_entry list[CPU_TEMPLATE_MAX + 16];
+    unsigned n = 0;
+    static const struct {
+        uint32_t index;
+        uint64_t value;
+    } boot[] = {
+        {MSR_IA32_SYSENTER_CS, 0},
+        {MSR_IA32_SYSENTER_ESP, 0},
+        {MSR_IA32_SYSENTER_EIP, 0},
+        {MSR_STAR, 0},
+        {MSR_CSTAR, 0},
+        {MSR_KERNEL_GS_BASE, 0},
+        {MSR_SYSCALL_MASK, 0},
+        {MSR_LSTAR, 0},
+        {MSR_IA32_TSC, 0},
+        {MSR_IA32_MISC_ENABLE, 1 /* fast strings */},
+        {MSR_MTRR_DEF_TYPE, (1 << 11) | 6 /* MTRRs on, default write-back */},
+    };
+    for (size_t i = 0; i < sizeof(boot) / sizeof(boot[0]); i++)
+        list[n++] = (struct kvm_msr_entry){.index = boot[i].index, .data = boot[i].value};
+    int rc = set_msrs(v, list, n);
+    if (rc || !tpl || !tpl->n_msr)
+        return rc;
+    /* Template MSR modifiers: read the current value, replace the masked bits. */
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e[CPU_TEMPLATE_MAX];
+    } get;
+    memset(&get, 0, sizeof(get));
+    get.hdr.nmsrs = tpl->n_msr;
+    for (unsigned i = 0; i < tpl->n_msr; i++)
+        get.e[i].index = tpl->msr[i].addr;
+    int got = ioctl(v->fd, KVM_GET_MSRS, &get);
+    if (got < 0 || (unsigned)got < tpl->n_msr)
+        return err_set(-EINVAL, "cpu template: MSR 0x%x cannot be read on this host",
+                       tpl->msr[got < 0 ? 0 : got].addr);
+    for (unsigned i = 0; i < tpl->n_msr; i++) {
+        list[i] = get.e[i];
+        list[i].data = (list[i].data & ~tpl->msr[i].mask) | (tpl->msr[i].value & tpl->msr[i].mask);
+    }
+    memset(&get, 0, sizeof(get));
+    get.hdr.nmsrs = tpl->n_msr;
+    memcpy(get.e, list, tpl->n_msr * sizeof(list[0]));
+    int r = ioctl(v->fd, KVM_SET_MSRS, &get);
+    if (r < 0 || (unsigned)r < tpl->n_msr)
+        return err_set(-EINVAL, "cpu template: MSR 0x%x cannot be written on this host",
+                       tpl->msr[r < 0 ? 0 : r].addr);
+    return 0;
+}
+
+static int setup_lapic(struct vcpu *v)
+{
+    struct kvm_lapic_state lapic;
+    if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
+        return err_set(-errno, "vcpu %u: KVM_GET_LAPIC failed", v->index);
+    uint32_t *lvt0 = (uint32_t *)&lapic.regs[APIC_LVT0];
+    uint32_t *lvt1 = (uint32_t *)&lapic.regs[APIC_LVT1];
+    *lvt0 = (*lvt0 & ~0x700u) | (APIC_MODE_EXTINT << 8);
+    *lvt1 = (*lvt1 & ~0x700u) | (APIC_MODE_NMI << 8);
+    if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0)
+        return err_set(-errno, "vcpu %u: KVM_SET_LAPIC failed", v->index);
+    return 0;
+}
+
+int vcpu_setup(struct vcpu *v, const struct cpu_template *tpl)
+{
+    int rc = set_cpuid(v, tpl);
+    if (rc)
+        return rc;
+    if ((rc = setup_msrs(v, tpl)))
+        return rc;
+    struct kvm_fpu fpu;
+    memset(&fpu, 0, sizeof(fpu));
+    fpu.fcw = 0x37f;
+    fpu.mxcsr = 0x1f80;
+    if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
+        return err_set(-errno, "vcpu %u: KVM_SET_FPU failed", v->index);
+    return setup_lapic(v);
+}
+
+static struct kvm_segment flat_segment(uint16_t sel, uint8_t type, bool code64)
+{
+    struct kvm_segment s = {
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = sel,
+        .type = type,
+        .present = 1,
+        .dpl = 0,
+        .db = code64 ? 0 : 1,
+        .s = 1,
+        .l = code64 ? 1 : 0,
+        .g = 1,
+    };
+    return s;
+}
+
+int vcpu_set_boot_regs(struct vcpu *v, const struct boot_entry *entry)
+{
+    struct kvm_sregs sregs;
+    if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+        return err_set(-errno, "vcpu %u: KVM_GET_SREGS failed", v->index);
+    bool lm = entry->proto == BOOT_PROTO_LINUX64;
+    struct kvm_segment code = flat_segment(0x10, 0xb, lm);
+    struct kvm_segment data = flat_segment(0x18, 0x3, false);
+    sregs.cs = code;
+    sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+    sregs.tr = (struct kvm_segment){
+        .base = 0, .limit = 0x67, .selector = 0x20, .type = 0xb, .present = 1, .s = 0};
+    sregs.gdt.base = LAYOUT_GDT;
+    sregs.gdt.limit = 4 * 8 - 1;
+    sregs.idt.base = LAYOUT_IDT;
+    sregs.idt.limit = 0;
+    if (lm) {
+        sregs.cr0 = 0x80000011; /* PG | ET | PE */
+        sregs.cr3 = LAYOUT_PML4;
+        sregs.cr4 = 0x20; /* PAE */
+        sregs.efer = 0x500; /* LMA | LME */
+    } else {
+        sregs.cr0 = 0x11; /* ET | PE */
+        sregs.cr3 = 0;
+        sregs.cr4 = 0;
+        sregs.efer = 0;
+    }
+    if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+        return err_set(-errno, "vcpu %u: KVM_SET_SREGS failed", v->index);
+
+    struct kvm_regs regs;
+    memset(&regs, 0, sizeof(regs));
+    regs.rflags = 0x2;
+    regs.rip = entry->rip;
+    regs.rsp = entry->rsp;
+    regs.rbp = entry->rsp;
+    regs.rsi = entry->rsi;
+    regs.rbx = entry->rbx;
+    if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+        return err_set(-errno, "vcpu %u: KVM_SET_REGS failed", v->index);
+    return 0;
+}
+
+static uint64_t vcpu_rip(struct vcpu *v)
+{
+    struct kvm_regs regs;
+    if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+        return 0;
+    return regs.rip;
+}
+
+static const char *internal_suberror(uint32_t s)
+{
+    switch (s) {
+    case KVM_INTERNAL_ERROR_EMULATION:
+        return "emulation failure";
+    case KVM_INTERNAL_ERROR_SIMUL_EX:
+        return "exception while delivering an exception";
+    case KVM_INTERNAL_ERROR_DELIVERY_EV:
+        return "event delivery failure";
+    default:
+        return "internal error";
+    }
+}
+
+static void handle_io(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint8_t *p = (uint8_t *)run + run->io.data_offset;
+    for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size) {
+        if (run->io.direction == KVM_EXIT_IO_OUT)
+            bus_write(&v->vm->pio, run->io.port, p, run->io.size);
+        else
+            bus_read(&v->vm->pio, run->io.port, p, run->io.size);
+    }
+}
+
+/* One exit; returns false when this vCPU must stop running. */
+static bool handle_exit(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    struct vm *vm = v->vm;
+    bool panic;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        handle_io(v);
+        return true;
+    case KVM_EXIT_MMIO:
+        if (run->mmio.is_write)
+            bus_write(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+        else
+            bus_read(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+        return true;
+    case KVM_EXIT_HLT:
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+    case KVM_EXIT_INTR:
+        return true;
+    case KVM_EXIT_SHUTDOWN:
+        panic = serial_saw_panic(&vm->serial);
+        vm_request_exit(vm, panic ? EMBER_EXIT_GUEST_PANIC : EMBER_EXIT_TRIPLE_FAULT,
+                        "guest %s: triple fault (KVM_EXIT_SHUTDOWN) on vcpu %u at RIP 0x%llx",
+                        panic ? "panicked" : "stopped", v->index,
+                        (unsigned long long)vcpu_rip(v));
+        return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+        panic = serial_saw_panic(&vm->serial);
+        if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH || panic)
+            vm_request_exit(vm, EMBER_EXIT_GUEST_PANIC,
+                            "guest panicked: system event %u on vcpu %u at RIP 0x%llx",
+                            run->system_event.type, v->index, (unsigned long long)vcpu_rip(v));
+        else
+            vm_request_exit(vm, EMBER_EXIT_OK, "guest reset: system event %u on vcpu %u",
+                            run->system_event.type, v->index);
+        return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+        vm_request_exit(vm, EMBER_EXIT_KVM_ERROR,
+                        "guest stopped: KVM internal error (suberror %u: %s) on vcpu %u at RIP "
+                        "0x%llx",
+                        run->internal.suberror, internal_suberror(run->internal.suberror),
+                        v->index, (unsigned long long)vcpu_rip(v));
+        return false;
+    case KVM_EXIT_FAIL_ENTRY:
+        vm_request_exit(vm, EMBER_EXIT_KVM_ERROR,
+                        "guest stopped: KVM entry failed (reason 0x%llx) on vcpu %u at RIP 0x%llx",
+                        (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
+                        v->index, (unsigned long long)vcpu_rip(v));
+        return false;
+    default:
+        vm_request_exit(vm, EMBER_EXIT_KVM_ERROR,
+                        "guest stopped: unhandled KVM exit %u on vcpu %u at RIP 0x%llx",
+                        run->exit_reason, v->index, (unsigned long long)vcpu_rip(v));
+        return false;
+    }
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu *v = arg;
+    struct vm *vm = v->vm;
+    char name[16];
+    snprintf(name, sizeof(name), "vcpu %u", v->index);
+    log_set_thread_name(name);
+    snprintf(name, sizeof(name), "ember_vcpu%u", v->index);
+    pthread_setname_np(pthread_self(), name);
+
+    while (atomic_load(&vm->exit_status) < 0) {
+        if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN) {
+                /* An AP still waiting for its SIPI (seen on PVM hosts). */
+                struct timespec ts = {0, 200000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "vcpu %u: KVM_RUN failed: %s", v->index,
+                            strerror(e));
+            break;
+        }
+        if (!handle_exit(v))
+            break;
+    }
+    return NULL;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+    int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
+    if (rc)
+        return err_set(-rc, "vcpu %u: cannot start its thread: %s", v->index, strerror(rc));
+    v->started = true;
+    return 0;
+}

@@ -1,0 +1,97 @@
+/* vm.h - one microVM: KVM handles, guest RAM, buses, legacy devices, vCPUs.
+ *
+ * vm_create() checks /dev/kvm and builds the VM (irqchip, PIT, memory);
+ * vm_boot() loads the kernel and starts the vCPU threads; vm_run() serves
+ * the event loop until the guest ends, and returns the process exit status.
+ *
+ * Exit statuses (documented in README.md):
+ *   0   guest reset/reboot (i8042 reset, KVM system-event reset/shutdown)
+ *   1   configuration or setup error (one line on stderr says what)
+ *   2   unexpected VMM error at run time
+ *   3   guest triple fault (KVM_EXIT_SHUTDOWN)
+ *   4   KVM could not run the guest (internal/emulation error, failed entry)
+ *   5   guest kernel panic (seen on the console, then the guest reset)
+ */
+#ifndef EMBER_VM_H
+#define EMBER_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../boot/boot.h"
+#include "boot_timer.h"
+#include "bus.h"
+#include "config.h"
+#include "cpuid.h"
+#include "guest_mem.h"
+#include "i8042.h"
+#include "serial.h"
+
+enum ember_exit {
+    EMBER_EXIT_OK = 0,
+    EMBER_EXIT_ERROR = 1,
+    EMBER_EXIT_UNEXPECTED = 2,
+    EMBER_EXIT_TRIPLE_FAULT = 3,
+    EMBER_EXIT_KVM_ERROR = 4,
+    EMBER_EXIT_GUEST_PANIC = 5,
+};
+
+struct vcpu {
+    struct vm *vm;
+    unsigned index;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool started;
+};
+
+struct vm_options {
+    enum boot_protocol boot_proto; /* forced entry protocol, AUTO by default */
+    const char *cpu_template_path; /* NULL: none */
+};
+
+struct vm {
+    int kvm_fd;
+    int vm_fd;
+    int run_size;
+    struct guest_mem mem;
+    struct bus pio;
+    struct bus mmio;
+    struct cpuid_table cpuid; /* normalized, before per-vCPU fix-ups */
+
+    struct serial serial;
+    struct i8042 i8042;
+    int irqfds[24]; /* eventfd per GSI that has a device, -1 otherwise */
+
+    unsigned n_vcpus;
+    struct vcpu vcpus[CONFIG_MAX_VCPUS];
+
+    int exit_efd; /* the event loop's wake-up when the VM must end */
+    atomic_int exit_status; /* -1 until the first exit request */
+    char exit_reason[256];
+    struct boot_timer boot_timer;
+    bool stdin_raw; /* the terminal was put in raw mode and must be restored */
+};
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
+int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
+/* Serve the event loop until the guest ends; returns the exit status. */
+int vm_run(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* Ask the VM to end with `status`; the first request wins. Callable from any
+ * thread (vCPU threads use it for resets, faults and errors). */
+void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The eventfd that raises interrupt `gsi` in the guest (edge). */
+int vm_irqfd(struct vm *vm, unsigned gsi);
+
+/* Default kernel command line when boot-source.boot_args is not given. */
+#define VM_DEFAULT_BOOT_ARGS                                                                      \
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp "      \
+    "i8042.dumbkbd"
+
+#endif
