@@ -13,9 +13,9 @@
 #define CONFIG_MAX_VCPUS 32
 #define CONFIG_MAX_DRIVES 16
 #define CONFIG_MAX_NETS 8
-#define CONFIG_ID_MAX 64             /* drive_id / iface_id: [A-Za-z0-9_]{1,64} */
-#define CONFIG_PATH_MAX 4095         /* host paths, bytes */
-#define CONFIG_BOOT_ARGS_MAX 4095    /* boot_args, bytes (the kernel's limit is checked at boot) */
+#define CONFIG_ID_MAX 64              /* drive_id / iface_id: [A-Za-z0-9_]{1,64} */
+#define CONFIG_PATH_MAX 4095          /* host paths, bytes */
+#define CONFIG_BOOT_ARGS_MAX 4095     /* boot_args, bytes (the kernel's limit is checked at boot) */
 #define CONFIG_MEM_MAX_MIB (1u << 20) /* 1 TiB; the VMM checks what the host can map */
 #define CONFIG_MAX_METRICS_PROPS 64
 
@@ -80,7 +80,7 @@ struct net_config {
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE, LOG_OFF };
 
 struct logger_config {
-    char *log_path; /* NULL: not redirected (Firecracker allows a logger without a path) */
+    char *log_path;       /* NULL: not redirected (Firecracker allows a logger without a path) */
     enum log_level level; /* default LOG_INFO */
     bool show_level;
     bool show_log_origin;
