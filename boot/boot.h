@@ -58,11 +58,12 @@ int boot_load(struct guest_mem *gm, const struct boot_spec *spec, struct boot_en
  * All segments: base 0, limit 0xffffffff (G=1, 4 KiB granularity), S=1,
  * DPL 0, present. Code type 0xb (execute/read, accessed), data type 0x3
  * (read/write, accessed). DS = ES = FS = GS = SS = BOOT_SEL_DATA, D/B=1.
- * TR: selector 0, base 0, limit 0x67, type 0xb (busy TSS), present, S=0.
+ * TR: base 0, limit 0x67, type 0xb (busy TSS), present, S=0; no GDT slot
+ * backs it (vmm/vcpu.c uses selector 0x20), only the hidden state matters.
  * LDTR: selector 0, unusable. RFLAGS = 0x2 (IF clear). Other GPRs 0.
  *
  * BOOT_PROTO_LINUX64 (Linux 64-bit boot protocol):
- *   CR0  = BOOT_CR0_LINUX64  (PE | ET | NE | PG)
+ *   CR0  = BOOT_CR0_LINUX64  (PE | ET | PG; NE may be added)
  *   CR3  = LAYOUT_PML4       (PML4 -> PDPT -> PD: 512 x 2 MiB, identity 0..1 GiB)
  *   CR4  = BOOT_CR4_LINUX64  (PAE)
  *   EFER = BOOT_EFER_LINUX64 (LME | LMA)
@@ -84,7 +85,7 @@ int boot_load(struct guest_mem *gm, const struct boot_spec *spec, struct boot_en
 #define BOOT_GDT_CODE32 0x00cf9b000000ffffULL /* 32-bit flat code, G, D/B */
 #define BOOT_GDT_DATA 0x00cf93000000ffffULL   /* flat data, G, D/B */
 
-#define BOOT_CR0_LINUX64 0x80000031ULL /* PG | NE | ET | PE */
+#define BOOT_CR0_LINUX64 0x80000011ULL /* PG | ET | PE */
 #define BOOT_CR4_LINUX64 0x20ULL       /* PAE */
 #define BOOT_EFER_LINUX64 0x500ULL     /* LMA | LME */
 #define BOOT_CR0_PVH 0x11ULL           /* ET | PE */
@@ -113,8 +114,8 @@ struct kernel_info {
     /* bzImage only: */
     uint16_t boot_version;
     uint32_t initrd_addr_max;
-    uint32_t cmdline_size;       /* max command line length the kernel accepts */
-    uint8_t setup_header[0x80];  /* bytes 0x1f1..0x270 of the image, for the zero page */
+    uint32_t cmdline_size;      /* max command line length the kernel accepts */
+    uint8_t setup_header[0x80]; /* bytes 0x1f1..0x270 of the image, for the zero page */
     size_t setup_header_len;
 };
 

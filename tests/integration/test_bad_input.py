@@ -74,8 +74,23 @@ def test_truncated_bzimage(ctx):
 
 @test("fast")
 def test_segment_outside_ram(ctx):
-    # The guest loads at 1 MiB; a 1 MiB VM has no RAM there.
-    expect_error(ctx, guest_config(ctx.guest("guest-pvh.elf"), mem_mib=1), "guest-pvh.elf")
+    # Move the first PT_LOAD segment to 1 GiB; the VM has 128 MiB.
+    with open(ctx.guest("guest-64.elf"), "rb") as f:
+        img = bytearray(f.read())
+    phoff, = struct.unpack_from("<Q", img, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", img, 0x36)
+    for i in range(phnum):
+        off = phoff + i * phentsize
+        if struct.unpack_from("<I", img, off)[0] == 1:  # PT_LOAD
+            struct.pack_into("<Q", img, off + 0x18, 0x40000000)  # p_paddr
+            break
+    line = expect_error(ctx, guest_config(write(ctx, "far.elf", bytes(img))), "far.elf")
+    check("outside guest memory" in line, "error must say the segment is outside RAM: " + line)
+
+
+@test("fast")
+def test_memory_too_small(ctx):
+    expect_error(ctx, guest_config(ctx.guest("guest-pvh.elf"), mem_mib=1), "1024 KiB")
 
 
 @test("fast")
