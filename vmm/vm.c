@@ -130,6 +130,10 @@ static uint64_t host_memory_bytes(void)
 
 static int setup_memory(struct vm *vm, uint64_t mem_mib)
 {
+    if (mem_mib < 2)
+        return err_set(-EINVAL, "machine-config.mem_size_mib: %llu MiB is too small to boot a "
+                                "kernel (at least 2 MiB)",
+                       (unsigned long long)mem_mib);
     uint64_t host = host_memory_bytes();
     if (mem_mib > (UINT64_MAX >> 20) || (host && (mem_mib << 20) > host))
         return err_set(-ENOMEM,
