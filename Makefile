@@ -84,7 +84,7 @@ test:
 	$(PYTHON) tests/integration/run.py --group fast --ember build/sanitize/ember --guest-dir $(BUILD)/guest
 
 demo: all images
-	tools/demo.sh $(BUILD)
+	BUILD=$(BUILD) tools/demo.sh
 
 bench: all
 	$(PYTHON) tools/bench_boot.py --ember $(BUILD)/ember --guest-dir $(BUILD)/guest

@@ -1,0 +1,377 @@
+/* test_vmm.c - unit tests for the VMM's own pieces: the checked guest-memory
+ * accessor, the buses, the 8250 UART, the i8042 and CPUID normalization and
+ * CPU template parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../../boot/layout.h"
+#include "../../vmm/bus.h"
+#include "../../vmm/cpuid.h"
+#include "../../vmm/err.h"
+#include "../../vmm/guest_mem.h"
+#include "../../vmm/i8042.h"
+#include "../../vmm/serial.h"
+
+/* ---- guest memory ---- */
+
+static void test_gm_small(void **state)
+{
+    (void)state;
+    struct guest_mem gm;
+    assert_int_equal(guest_mem_init(&gm, 64 << 20), 0);
+    assert_int_equal(gm_region_count(&gm), 1);
+    assert_non_null(gm_ptr(&gm, 0, 64 << 20));
+    assert_non_null(gm_ptr(&gm, (64 << 20) - 1, 1));
+    assert_non_null(gm_ptr(&gm, 64 << 20, 0));
+    assert_null(gm_ptr(&gm, 64 << 20, 1));
+    assert_null(gm_ptr(&gm, (64 << 20) - 1, 2));
+    assert_null(gm_ptr(&gm, 1, UINT64_MAX));          /* length overflow */
+    assert_null(gm_ptr(&gm, UINT64_MAX, 2));          /* address overflow */
+    assert_null(gm_ptr(&gm, UINT64_MAX - 1, UINT64_MAX));
+    uint8_t b = 0x5a, r = 0;
+    assert_int_equal(gm_write(&gm, 4096, &b, 1), 0);
+    assert_int_equal(gm_read(&gm, 4096, &r, 1), 0);
+    assert_int_equal(r, 0x5a);
+    assert_int_equal(gm_write(&gm, 64 << 20, &b, 1), -EFAULT);
+    guest_mem_free(&gm);
+}
+
+static void test_gm_split(void **state)
+{
+    (void)state;
+    struct guest_mem gm;
+    uint64_t size = 5ULL << 30;
+    assert_int_equal(guest_mem_init(&gm, size), 0);
+    assert_int_equal(gm_region_count(&gm), 2);
+    struct gm_region hi = gm_region(&gm, 1);
+    assert_int_equal(hi.gpa, LAYOUT_MMIO_GAP_END);
+    assert_int_equal(hi.size, size - LAYOUT_MMIO_GAP_START);
+    /* The gap is not RAM; a range may not straddle it. */
+    assert_null(gm_ptr(&gm, LAYOUT_MMIO_GAP_START, 1));
+    assert_null(gm_ptr(&gm, 0xfee00000, 4));
+    assert_null(gm_ptr(&gm, LAYOUT_MMIO_GAP_START - 8, 16));
+    assert_non_null(gm_ptr(&gm, LAYOUT_MMIO_GAP_START - 8, 8));
+    uint8_t *p = gm_ptr(&gm, LAYOUT_MMIO_GAP_END, 8);
+    assert_ptr_equal(p, gm.host + LAYOUT_MMIO_GAP_START);
+    assert_non_null(gm_ptr(&gm, LAYOUT_MMIO_GAP_END + hi.size - 8, 8));
+    assert_null(gm_ptr(&gm, LAYOUT_MMIO_GAP_END + hi.size - 8, 9));
+    guest_mem_free(&gm);
+}
+
+static void test_gm_bad_size(void **state)
+{
+    (void)state;
+    struct guest_mem gm;
+    assert_int_equal(guest_mem_init(&gm, 0), -EINVAL);
+    assert_int_equal(guest_mem_init(&gm, 4097), -EINVAL);
+    assert_null(gm_ptr(&gm, 0, 0));
+}
+
+/* ---- bus ---- */
+
+struct fake_dev {
+    uint64_t last_off;
+    uint8_t last_val;
+    int reads, writes;
+};
+
+static void fake_read(void *dev, uint64_t off, uint8_t *d, uint32_t len)
+{
+    struct fake_dev *f = dev;
+    f->reads++;
+    f->last_off = off;
+    memset(d, 0x42, len);
+}
+
+static void fake_write(void *dev, uint64_t off, const uint8_t *d, uint32_t len)
+{
+    struct fake_dev *f = dev;
+    (void)len;
+    f->writes++;
+    f->last_off = off;
+    f->last_val = d[0];
+}
+
+static void test_bus(void **state)
+{
+    (void)state;
+    struct bus bus = {0};
+    struct fake_dev f = {0};
+    struct bus_range r = {0x100, 8, &f, NULL, fake_read, fake_write};
+    assert_int_equal(bus_register(&bus, &r), 0);
+    struct bus_range overlap = {0x107, 2, &f, NULL, fake_read, fake_write};
+    assert_int_equal(bus_register(&bus, &overlap), -EEXIST);
+    struct bus_range wrap = {UINT64_MAX - 1, 4, &f, NULL, fake_read, fake_write};
+    assert_int_equal(bus_register(&bus, &wrap), -EINVAL);
+    uint8_t d[4] = {7};
+    assert_int_equal(bus_write(&bus, 0x103, d, 1), 0);
+    assert_int_equal(f.last_off, 3);
+    assert_int_equal(f.last_val, 7);
+    assert_int_equal(bus_read(&bus, 0x106, d, 2), 0);
+    assert_int_equal(d[0], 0x42);
+    /* Partly outside the range, or nowhere: not dispatched, reads all-ones. */
+    assert_int_equal(bus_read(&bus, 0x107, d, 2), -ENOENT);
+    assert_int_equal(d[0], 0xff);
+    assert_int_equal(bus_write(&bus, 0x50, d, 1), -ENOENT);
+    assert_int_equal(f.writes, 1);
+}
+
+/* ---- serial ---- */
+
+static uint64_t drain(int efd)
+{
+    uint64_t v = 0;
+    if (read(efd, &v, sizeof(v)) != sizeof(v))
+        return 0;
+    return v;
+}
+
+static void test_serial(void **state)
+{
+    (void)state;
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    int irq = eventfd(0, EFD_NONBLOCK);
+    struct serial s;
+    assert_int_equal(serial_init(&s, irq, pipefd[1]), 0);
+    uint8_t v;
+    /* Transmit: bytes reach the output at the newline. */
+    const char *msg = "hi\n";
+    for (const char *c = msg; *c; c++)
+        serial_pio_write(&s, 0, (const uint8_t *)c, 1);
+    char buf[8] = {0};
+    assert_int_equal(read(pipefd[0], buf, sizeof(buf)), 3);
+    assert_string_equal(buf, "hi\n");
+    serial_pio_read(&s, 5, &v, 1);
+    assert_true(v & 0x20); /* THR empty */
+
+    /* THR-empty interrupt when enabled, acknowledged by reading IIR. */
+    drain(irq);
+    v = 0x02;
+    serial_pio_write(&s, 1, &v, 1);
+    assert_int_equal(drain(irq), 1);
+    serial_pio_read(&s, 2, &v, 1);
+    assert_int_equal(v, 0x02);
+    serial_pio_read(&s, 2, &v, 1);
+    assert_int_equal(v, 0x01);
+
+    /* Receive: input raises an RX interrupt when enabled and is read back. */
+    v = 0x01;
+    serial_pio_write(&s, 1, &v, 1);
+    assert_int_equal(serial_input(&s, (const uint8_t *)"ab", 2), 2);
+    assert_int_equal(drain(irq), 1);
+    serial_pio_read(&s, 2, &v, 1);
+    assert_int_equal(v, 0x04);
+    serial_pio_read(&s, 0, &v, 1);
+    assert_int_equal(v, 'a');
+    serial_pio_read(&s, 0, &v, 1);
+    assert_int_equal(v, 'b');
+    serial_pio_read(&s, 5, &v, 1);
+    assert_false(v & 0x01);
+    assert_int_equal(drain(s.rx_ready_fd), 1); /* FIFO emptied: host may send more */
+
+    /* The FIFO holds 64 bytes; the rest is left to the caller. */
+    uint8_t many[100];
+    memset(many, 'x', sizeof(many));
+    assert_int_equal(serial_input(&s, many, sizeof(many)), SERIAL_FIFO_LEN);
+    assert_int_equal(serial_rx_space(&s), 0);
+
+    /* Loopback (Linux's probe): MCR RTS|OUT2 shows as CTS|DCD. */
+    v = 0x1a;
+    serial_pio_write(&s, 4, &v, 1);
+    serial_pio_read(&s, 6, &v, 1);
+    assert_int_equal(v & 0xf0, 0x90);
+
+    /* Divisor latch. */
+    v = 0x80;
+    serial_pio_write(&s, 3, &v, 1);
+    v = 0x0c;
+    serial_pio_write(&s, 0, &v, 1);
+    serial_pio_read(&s, 0, &v, 1);
+    assert_int_equal(v, 0x0c);
+
+    serial_destroy(&s);
+    close(irq);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
+static void test_serial_panic_banner(void **state)
+{
+    (void)state;
+    int fd = open("/dev/null", O_WRONLY);
+    struct serial s;
+    assert_int_equal(serial_init(&s, -1, fd), 0);
+    const char *text = "[ 1.0] Kernel Kernel panic - not syncing: VFS: Unable to mount root\n";
+    assert_false(serial_saw_panic(&s));
+    for (const char *c = text; *c; c++)
+        serial_pio_write(&s, 0, (const uint8_t *)c, 1);
+    assert_true(serial_saw_panic(&s));
+    serial_destroy(&s);
+    close(fd);
+}
+
+/* ---- i8042 ---- */
+
+static int resets;
+static void on_reset(void *opaque)
+{
+    (void)opaque;
+    resets++;
+}
+
+static void test_i8042(void **state)
+{
+    (void)state;
+    int irq = eventfd(0, EFD_NONBLOCK);
+    struct i8042 k;
+    i8042_init(&k, irq, on_reset, NULL);
+    uint8_t v = 0x20; /* read command byte */
+    i8042_cmd_write(&k, 0, &v, 1);
+    i8042_cmd_read(&k, 0, &v, 1);
+    assert_true(v & 0x01);
+    i8042_data_read(&k, 0, &v, 1);
+    assert_true(v & 0x01); /* keyboard interrupt enabled */
+    v = 0xaa; /* self test */
+    i8042_cmd_write(&k, 0, &v, 1);
+    i8042_data_read(&k, 0, &v, 1);
+    assert_int_equal(v, 0x55);
+
+    drain(irq);
+    assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+    assert_int_equal(drain(irq), 1);
+    const uint8_t want[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    for (size_t i = 0; i < sizeof(want); i++) {
+        i8042_data_read(&k, 0, &v, 1);
+        assert_int_equal(v, want[i]);
+    }
+    i8042_cmd_read(&k, 0, &v, 1);
+    assert_false(v & 0x01);
+    assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+    assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+    assert_int_equal(i8042_ctrl_alt_del(&k), -ENOSPC);
+
+    assert_int_equal(resets, 0);
+    v = 0xfe;
+    i8042_cmd_write(&k, 0, &v, 1);
+    assert_int_equal(resets, 1);
+    i8042_destroy(&k);
+    close(irq);
+}
+
+/* ---- CPUID ---- */
+
+static void fake_table(struct cpuid_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->n = 4;
+    t->e[0] = (struct kvm_cpuid_entry2){.function = 0, .eax = 0x1f};
+    t->e[1] = (struct kvm_cpuid_entry2){.function = 1, .ebx = 0xff120800, .ecx = 0x8000, .edx = 0};
+    t->e[2] = (struct kvm_cpuid_entry2){
+        .function = 4, .index = 3, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 0x163};
+    t->e[3] = (struct kvm_cpuid_entry2){.function = 0xa, .eax = 0x7300403, .ebx = 1};
+}
+
+static void test_cpuid_normalize(void **state)
+{
+    (void)state;
+    static struct cpuid_table t;
+    fake_table(&t);
+    cpuid_normalize(&t, 4, true);
+    struct kvm_cpuid_entry2 *e = cpuid_find(&t, 1, 0);
+    assert_true(e->ecx & (1u << 31));
+    assert_true(e->ecx & (1u << 24));
+    assert_false(e->ecx & (1u << 15));
+    assert_int_equal((e->ebx >> 16) & 0xff, 4);
+    assert_true(e->edx & (1u << 28));
+    e = cpuid_find(&t, 4, 3);
+    assert_int_equal(e->eax >> 26, 3);            /* 4 cores per package */
+    assert_int_equal((e->eax >> 14) & 0xfff, 3);  /* L3 shared by all 4 */
+    e = cpuid_find(&t, 0xa, 0);
+    assert_int_equal(e->eax, 0);
+    e = cpuid_find(&t, 0xb, 1);
+    assert_non_null(e);
+    assert_int_equal(e->ebx, 4);
+    assert_int_equal(e->eax, 2);
+    assert_int_equal(e->ecx, 0x201);
+    assert_non_null(cpuid_find(&t, 0x1f, 0));
+    cpuid_for_vcpu(&t, 3);
+    assert_int_equal(cpuid_find(&t, 1, 0)->ebx >> 24, 3);
+    assert_int_equal(cpuid_find(&t, 0xb, 0)->edx, 3);
+}
+
+static void test_cpu_template(void **state)
+{
+    (void)state;
+    static struct cpu_template tpl;
+    static struct cpuid_table t;
+    const char *ok = "{\"cpuid_modifiers\":[{\"leaf\":\"0x1\",\"subleaf\":0,\"flags\":0,"
+                     "\"modifiers\":[{\"register\":\"ecx\",\"bitmap\":"
+                     "\"0b0xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1\"}]}],"
+                     "\"msr_modifiers\":[{\"addr\":\"0x10a\",\"bitmap\":\"0b"
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx0\"}]}";
+    assert_int_equal(cpu_template_parse(ok, &tpl), 0);
+    assert_int_equal(tpl.n_cpuid, 1);
+    assert_int_equal(tpl.cpuid[0].mask, 0x80000001u);
+    assert_int_equal(tpl.cpuid[0].value, 1);
+    assert_int_equal(tpl.n_msr, 1);
+    assert_int_equal(tpl.msr[0].addr, 0x10a);
+    assert_int_equal(tpl.msr[0].mask, 1);
+    fake_table(&t);
+    cpuid_normalize(&t, 1, false);
+    assert_int_equal(cpu_template_apply_cpuid(&tpl, &t), 0);
+    assert_int_equal(cpuid_find(&t, 1, 0)->ecx, 0x1);
+
+    static const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"[", "malformed"},
+        {"[]", "object"},
+        {"{\"gpu\":1}", "gpu"},
+        {"{\"cpuid_modifiers\":{}}", "array"},
+        {"{\"cpuid_modifiers\":[{\"modifiers\":[]}]}", "leaf"},
+        {"{\"cpuid_modifiers\":[{\"leaf\":\"0xzz\",\"modifiers\":[]}]}", "leaf"},
+        {"{\"cpuid_modifiers\":[{\"leaf\":-1,\"modifiers\":[]}]}", "leaf"},
+        {"{\"cpuid_modifiers\":[{\"leaf\":1,\"modifiers\":[{\"register\":\"eax\",\"bitmap\":\"0b1\"}]}]}",
+         "bitmap"},
+        {"{\"cpuid_modifiers\":[{\"leaf\":1,\"modifiers\":[{\"register\":\"rax\",\"bitmap\":"
+         "\"0b00000000000000000000000000000000\"}]}]}",
+         "register"},
+        {"{\"cpuid_modifiers\":[{\"leaf\":1,\"modifiers\":[{\"register\":\"eax\",\"bitmap\":"
+         "\"0b0000000000000000000000000000000z\"}]}]}",
+         "character"},
+        {"{\"msr_modifiers\":[{\"addr\":1}]}", "addr and bitmap"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_not_equal(cpu_template_parse(bad[i].text, &tpl), 0);
+        if (!strstr(err_msg(), bad[i].needle))
+            fail_msg("template %zu: '%s' lacks '%s'", i, err_msg(), bad[i].needle);
+    }
+    assert_int_equal(cpu_template_load("/nonexistent/tpl.json", &tpl), -ENOENT);
+    assert_non_null(strstr(err_msg(), "/nonexistent/tpl.json"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gm_small),
+        cmocka_unit_test(test_gm_split),
+        cmocka_unit_test(test_gm_bad_size),
+        cmocka_unit_test(test_bus),
+        cmocka_unit_test(test_serial),
+        cmocka_unit_test(test_serial_panic_banner),
+        cmocka_unit_test(test_i8042),
+        cmocka_unit_test(test_cpuid_normalize),
+        cmocka_unit_test(test_cpu_template),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
