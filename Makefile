@@ -1,4 +1,5 @@
 # Ember - top-level build. `make help` lists the targets.
+SHELL := /bin/bash
 
 PREFIX ?= /usr/local
 CC ?= gcc
@@ -18,7 +19,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 .PHONY: all ember guest units sanitize images install test test-fast test-slow \
-        unit integration-fast integration-slow deps demo bench format clean help
+        unit integration-fast integration-slow deps demo bench format clean help fuzz fuzz-smoke
 
 all: ember guest
 
@@ -59,6 +60,25 @@ images:
 deps:
 	tools/install-deps.sh
 
+# libFuzzer harnesses (clang), in build/fuzz/; `make fuzz-smoke` runs each
+# one for FUZZ_SECONDS on the committed seed corpus (tests/fuzz/corpus/).
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -Wno-gnu-variable-sized-type-not-at-end
+FUZZ_SECONDS ?= 20
+fuzz:
+	$(MAKE) BUILD=build/fuzz CC=clang OPT="-O1 -g" EXTRA_CFLAGS="$(FUZZ_FLAGS)" build/fuzz/libember.a
+	$(MAKE) $(FUZZ_BIN)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libember.a
+	clang -std=gnu11 -O1 -g -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined -o $@ $< \
+	  build/fuzz/libember.a $(LIBS)
+fuzz-smoke: fuzz
+	@set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
+	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" ; \
+	  test $${PIPESTATUS[0]} -eq 0; done
+
 unit: units
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
@@ -82,6 +102,7 @@ test:
 	$(MAKE) sanitize
 	$(MAKE) BUILD=build/sanitize unit
 	$(PYTHON) tests/integration/run.py --group fast --ember build/sanitize/ember --guest-dir $(BUILD)/guest
+	$(MAKE) fuzz-smoke
 
 demo: all images
 	BUILD=$(BUILD) tools/demo.sh
