@@ -58,6 +58,11 @@ int log_open(const char *path)
     return 0;
 }
 
+bool log_on_stderr(void)
+{
+    return log_fd == STDERR_FILENO;
+}
+
 uint64_t log_dropped(void)
 {
     return atomic_load(&log_drops);

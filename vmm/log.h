@@ -19,6 +19,8 @@ void log_set_thread_name(const char *name);
 /* Send log lines to `path` (file appended to, or FIFO opened non-blocking). */
 int log_open(const char *path);
 uint64_t log_dropped(void);
+/* True while log lines go to stderr (no --log-path / logger.log_path). */
+bool log_on_stderr(void);
 
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

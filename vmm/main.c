@@ -216,7 +216,8 @@ int main(int argc, char **argv)
         status = fail(msg);
     } else {
         status = vm_run(&vm);
-        if (status != EMBER_EXIT_OK)
+        /* vm_run logged the reason; say it on stderr too if the log is elsewhere. */
+        if (status != EMBER_EXIT_OK && !log_on_stderr())
             fprintf(stderr, "ember: %s (exit status %d)\n", vm.exit_reason, status);
     }
     vm_destroy(&vm);

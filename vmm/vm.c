@@ -213,6 +213,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
         int e = errno;
         return err_set(-e, "/dev/kvm: KVM_CREATE_VM failed: %s", strerror(e));
     }
+    /* Memory slots first: once the irqchip exists, every slot change waits
+     * for an SRCU grace period (measured: 0.1 ms before, 3-5 ms after). */
+    if ((rc = setup_memory(vm, cfg->machine.mem_size_mib)))
+        return rc;
     if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0)
         return err_set(-errno, "KVM_SET_TSS_ADDR failed: %s", strerror(errno));
     uint64_t idmap = LAYOUT_KVM_IDENTITY_MAP;
@@ -223,9 +227,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
         return err_set(-errno, "KVM_CREATE_PIT2 failed: %s", strerror(errno));
-
-    if ((rc = setup_memory(vm, cfg->machine.mem_size_mib)))
-        return rc;
 
     if ((rc = cpuid_get_supported(vm->kvm_fd, &vm->cpuid)))
         return rc;

@@ -36,7 +36,9 @@ struct boot_info {
 struct options {
 	int fault_triple, fault_ud, exit_debug, smp_off;
 	int counter_set;
+	int fault_panic, quiet;
 	u64 counter;
+	u64 echo; /* echo=N: read N console bytes, print them back */
 };
 extern struct options opt;
 
@@ -111,6 +113,7 @@ int strncmp_prefix(const char *s, const char *prefix);
 /* serial.c */
 void serial_putc(char c);
 void serial_write(const char *s, size_t n);
+char serial_getc(void);
 void print(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* bootinfo.c */

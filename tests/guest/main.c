@@ -21,11 +21,19 @@ static void parse_options(const char *s)
 			opt.fault_triple = (s[n] == ' ' || !s[n]);
 		else if ((n = strncmp_prefix(s, "fault=ud")))
 			opt.fault_ud = (s[n] == ' ' || !s[n]);
+		else if ((n = strncmp_prefix(s, "fault=panic")))
+			opt.fault_panic = (s[n] == ' ' || !s[n]);
+		else if ((n = strncmp_prefix(s, "quiet")))
+			opt.quiet = (s[n] == ' ' || !s[n]);
 		else if ((n = strncmp_prefix(s, "exit=debug")))
 			opt.exit_debug = (s[n] == ' ' || !s[n]);
 		else if ((n = strncmp_prefix(s, "smp=0")))
 			opt.smp_off = (s[n] == ' ' || !s[n]);
-		else if ((n = strncmp_prefix(s, "counter="))) {
+		else if ((n = strncmp_prefix(s, "echo="))) {
+			s += n;
+			while (*s >= '0' && *s <= '9')
+				opt.echo = opt.echo * 10 + (u64)(*s++ - '0');
+		} else if ((n = strncmp_prefix(s, "counter="))) {
 			u64 v = 0;
 			s += n;
 			while (*s >= '0' && *s <= '9')
@@ -128,30 +136,42 @@ void guest_main(u64 boot_ptr, u32 entry)
 	outb(0x3f0, 123); /* boot timer */
 	print("boot-timer: written\n");
 
-	print("ember-test-guest: entry=%s\n", entry == ENTRY_PVH ? "pvh" : "linux64");
-	if (bi.error)
-		print("error: %s\n", bi.error);
-	print_cmdline(bi.cmdline);
-	u64 ram = 0;
-	for (u32 i = 0; i < bi.nmap; i++) {
-		print("e820: 0x%lx 0x%lx %u\n", bi.map[i].addr, bi.map[i].size, bi.map[i].type);
-		if (bi.map[i].type == 1)
-			ram += bi.map[i].size;
+	if (!opt.quiet) {
+		print("ember-test-guest: entry=%s\n", entry == ENTRY_PVH ? "pvh" : "linux64");
+		if (bi.error)
+			print("error: %s\n", bi.error);
+		print_cmdline(bi.cmdline);
+		u64 ram = 0;
+		for (u32 i = 0; i < bi.nmap; i++) {
+			print("e820: 0x%lx 0x%lx %u\n", bi.map[i].addr, bi.map[i].size, bi.map[i].type);
+			if (bi.map[i].type == 1)
+				ram += bi.map[i].size;
+		}
+		print("mem-ram-total: 0x%lx\n", ram);
+		report_initrd();
+		print("hypervisor-bit: %u\n", leaf1[2] >> 31);
+		char sig[13];
+		for (int i = 0; i < 12; i++) {
+			char c = (char)(hv[1 + i / 4] >> (8 * (i % 4)));
+			sig[i] = (c >= 0x20 && c < 0x7f) ? c : '.';
+		}
+		sig[12] = 0;
+		print("hypervisor-signature: %s\n", sig);
+		print("mptable: cpus=%u\n", cpus);
+		print("cpus-started: %u\n", started);
+		mem_probe();
 	}
-	print("mem-ram-total: 0x%lx\n", ram);
-	report_initrd();
-	print("hypervisor-bit: %u\n", leaf1[2] >> 31);
-	char sig[13];
-	for (int i = 0; i < 12; i++) {
-		char c = (char)(hv[1 + i / 4] >> (8 * (i % 4)));
-		sig[i] = (c >= 0x20 && c < 0x7f) ? c : '.';
-	}
-	sig[12] = 0;
-	print("hypervisor-signature: %s\n", sig);
-	print("mptable: cpus=%u\n", cpus);
-	print("cpus-started: %u\n", started);
-	mem_probe();
 
+	if (opt.echo) {
+		print("echo-ready: %lu\n", opt.echo);
+		static char buf[256];
+		u64 n = opt.echo < sizeof(buf) ? opt.echo : sizeof(buf);
+		for (u64 i = 0; i < n; i++)
+			buf[i] = serial_getc();
+		print("echo: ");
+		serial_write(buf, n);
+		print("\n");
+	}
 	if (opt.counter_set) {
 		for (u64 i = 0; opt.counter == 0 || i < opt.counter; i++) {
 			print("counter: %lu\n", i);
@@ -163,6 +183,10 @@ void guest_main(u64 boot_ptr, u32 entry)
 	if (opt.fault_ud) {
 		print("fault: ud\n");
 		__asm__ volatile("ud2");
+	}
+	if (opt.fault_panic) {
+		/* What Linux prints before panic=1 reboots it: Ember reports status 5. */
+		print("Kernel panic - not syncing: test guest panic\n");
 	}
 	if (opt.fault_triple) {
 		print("fault: triple\n");

@@ -16,6 +16,14 @@ void serial_putc(char c)
 	outb(COM1, (u8)c);
 }
 
+/* Wait for a received byte (LSR data ready) and return it. */
+char serial_getc(void)
+{
+	while (!(inb(COM1 + LSR) & 0x01))
+		cpu_relax();
+	return (char)inb(COM1);
+}
+
 void serial_write(const char *s, size_t n)
 {
 	while (n--)

@@ -4,6 +4,7 @@ initrd, boot timer, CPU templates, reset and triple fault."""
 import json
 import os
 import re
+import subprocess
 
 from harness import (check, expected_e820, guest_config, parse_e820, run_ember, test)
 
@@ -160,3 +161,26 @@ def test_triple_fault_status(ctx):
     check(re.search(r"triple fault .* at RIP 0x[0-9a-f]+", res.err) is not None,
           "reason line names the exit kind and RIP", res)
     check(res.line("guest") == "done", "report before the fault", res)
+
+
+@test("fast")
+def test_panic_status(ctx):
+    res = run_ember(ctx, guest_config(ctx.guest("guest-pvh.elf"), boot_args="quiet fault=panic"))
+    check(res.rc == 5, "a console panic followed by a reset must end with status 5", res)
+    check("guest panicked" in res.err, "reason line", res)
+
+
+@test("fast")
+def test_console_input(ctx):
+    # 200 bytes: more than the UART's 64-byte FIFO, so Ember must wait for the
+    # guest to drain it and lose nothing.
+    data = bytes((ord("a") + i % 26) for i in range(200))
+    # Through a pipe: the event loop watches pollable input.
+    cfgpath = os.path.join(ctx.workdir, "vm.json")
+    with open(cfgpath, "w") as f:
+        json.dump(guest_config(ctx.guest("guest-pvh.elf"), boot_args="quiet echo=200"), f)
+    p = subprocess.run([ctx.ember, "--no-api", "--config-file", cfgpath], input=data,
+                       capture_output=True, timeout=30)
+    out = p.stdout.decode()
+    check(p.returncode == 0, "status %d\n%s\n%s" % (p.returncode, out, p.stderr.decode()))
+    check("echo: " + data.decode() in out, "guest did not receive the input intact:\n" + out)
