@@ -2,9 +2,10 @@
 Ember with the initramfs and reaches user space (`Run /init`).
 
 On a PVM host (HOST-NOTES.md) Linux user space cannot run: the kernel gets
-to `Run /init` and then KVM stops the guest with an emulation failure, which
-Ember reports as exit status 4. Elsewhere init runs, writes the boot timer
-and reboots (status 0). The host fragment of the command line
+to `Run /init`, then either KVM stops the guest with an emulation failure
+(Ember's exit status 4) or init dies on its first system call, the kernel
+panics ("Attempted to kill init") and panic=1 reboots it (status 5).
+Elsewhere init runs, writes the boot timer and reboots (status 0). The host fragment of the command line
 (build/images/cmdline-host.txt) is added only on a PVM host.
 """
 import re
@@ -41,10 +42,13 @@ def boot_linux(ctx, vcpus):
     check(240 * 1024 < total_k <= 256 * 1024, "kernel saw %d KiB of RAM" % total_k, res)
     check("Freeing unused kernel image" in res.out or "Run /init" in res.out, "init stage", res)
     if is_pvm_host():
-        check(res.rc in (0, 4), "unexpected exit status", res)
+        check(res.rc in (0, 4, 5), "unexpected exit status", res)
         if res.rc == 4:
             check(re.search(r"KVM internal error .* at RIP 0x[0-9a-f]+", res.err) is not None,
                   "status 4 must come with the reason line", res)
+        if res.rc == 5:
+            check("Kernel panic - not syncing" in res.out and "guest panicked" in res.err,
+                  "status 5 must come from a kernel panic", res)
     else:
         check(res.rc == 0, "init should reboot the guest", res)
         check(re.search(r"Guest-boot-time = \d+ us", res.err) is not None, "boot timer", res)
