@@ -209,6 +209,16 @@ int main(int argc, char **argv)
         }
     }
 
+    /* Parsed and validated, but the virtio devices are not in this build yet. */
+    for (int i = 0; i < cfg.n_drives; i++)
+        log_warn("drives[%d] (%s): virtio-blk is not available in this build; the drive is not "
+                 "attached",
+                 i, cfg.drives[i].drive_id);
+    for (int i = 0; i < cfg.n_nets; i++)
+        log_warn("network-interfaces[%d] (%s): virtio-net is not available in this build; the "
+                 "interface is not attached",
+                 i, cfg.nets[i].iface_id);
+
     static struct vm vm; /* large (vCPU table); keep it off the stack */
     int status;
     if (vm_create(&vm, &cfg, &opt) || vm_boot(&vm, &cfg, &opt)) {
