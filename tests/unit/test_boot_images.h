@@ -32,6 +32,25 @@ struct elf_opts {
 };
 
 /* Byte i of the segment payload. */
+/* cmocka fixtures: a fresh lazily-mapped guest memory of `size` bytes. */
+static inline int ti_gm_setup(void **state, uint64_t size)
+{
+    struct guest_mem *gm = calloc(1, sizeof(*gm));
+    if (!gm || guest_mem_init(gm, size) < 0) {
+        free(gm);
+        return -1;
+    }
+    *state = gm;
+    return 0;
+}
+
+static inline int ti_gm_teardown(void **state)
+{
+    guest_mem_free(*state);
+    free(*state);
+    return 0;
+}
+
 static inline uint8_t ti_pattern(uint64_t i)
 {
     return (uint8_t)(i * 7 + 3);

@@ -19,18 +19,12 @@
 
 static int setup(void **state)
 {
-    struct guest_mem *gm = calloc(1, sizeof(*gm));
-    if (!gm || guest_mem_init(gm, 64 * MIB) < 0)
-        return -1;
-    *state = gm;
-    return 0;
+    return ti_gm_setup(state, 64 * MIB);
 }
 
 static int teardown(void **state)
 {
-    guest_mem_free(*state);
-    free(*state);
-    return 0;
+    return ti_gm_teardown(state);
 }
 
 static void expect_fail(struct guest_mem *gm, const uint8_t *img, size_t len, const char *frag)

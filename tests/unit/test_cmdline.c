@@ -16,18 +16,12 @@
 
 static int setup(void **state)
 {
-    struct guest_mem *gm = calloc(1, sizeof(*gm));
-    if (!gm || guest_mem_init(gm, 16 * MIB) < 0)
-        return -1;
-    *state = gm;
-    return 0;
+    return ti_gm_setup(state, 16 * MIB);
 }
 
 static int teardown(void **state)
 {
-    guest_mem_free(*state);
-    free(*state);
-    return 0;
+    return ti_gm_teardown(state);
 }
 
 static void test_exact_copy(void **state)
