@@ -9,7 +9,7 @@ PKGS=(
   libseccomp-dev linux-libc-dev libjson-c-dev liburing-dev libcmocka-dev
   clang libclang-rt-14-dev           # libFuzzer harnesses and sanitizers
   busybox-static linux-source-6.1    # guest images
-  bc bison flex libelf-dev libssl-dev cpio e2fsprogs xz-utils dwarves  # kernel build
+  bc bison flex libelf-dev libssl-dev cpio e2fsprogs xz-utils dwarves lz4  # kernel build
   qemu-system-x86                    # the benchmark peer only
 )
 
