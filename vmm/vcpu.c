@@ -62,7 +62,8 @@ void vcpu_destroy(struct vcpu *v)
     v->fd = -1;
 }
 
-static int set_cpuid(struct vcpu *v, const struct cpu_template *tpl)
+/* The VM's table (template cpuid modifiers already applied) with this vCPU's APIC id. */
+static int set_cpuid(struct vcpu *v)
 {
     static __thread struct {
         struct kvm_cpuid2 hdr;
@@ -70,7 +71,6 @@ static int set_cpuid(struct vcpu *v, const struct cpu_template *tpl)
     } buf;
     struct cpuid_table t = v->vm->cpuid;
     cpuid_for_vcpu(&t, v->index);
-    (void)tpl; /* cpuid modifiers were applied to the VM's table already */
     buf.hdr.nent = t.n;
     buf.hdr.padding = 0;
     memcpy(buf.e, t.e, t.n * sizeof(t.e[0]));
@@ -177,7 +177,7 @@ static int setup_lapic(struct vcpu *v)
 
 int vcpu_setup(struct vcpu *v, const struct cpu_template *tpl)
 {
-    int rc = set_cpuid(v, tpl);
+    int rc = set_cpuid(v);
     if (rc)
         return rc;
     if ((rc = setup_msrs(v, tpl)))
