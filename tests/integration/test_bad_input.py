@@ -1,7 +1,9 @@
 """test_bad_input.py - bad configuration and bad kernels: one clear line on
 stderr naming the field or file, exit status 1, no core dump, nothing left."""
+import json
 import os
 import struct
+import subprocess
 
 from harness import check, guest_config, run_ember, test
 
@@ -152,3 +154,18 @@ def test_bad_flags(ctx):
                  args=["--boot-protocol", "bios"])
     expect_error(ctx, guest_config(ctx.guest("guest-pvh.elf")), "--frobnicate",
                  args=["--frobnicate"])
+
+
+@test("fast")
+def test_no_kvm(ctx):
+    # A private mount namespace with an empty /dev: Ember must say /dev/kvm is missing.
+    path = os.path.join(ctx.workdir, "vm.json")
+    with open(path, "w") as f:
+        json.dump(guest_config(ctx.guest("guest-pvh.elf")), f)
+    p = subprocess.run(["unshare", "-m", "sh", "-c",
+                        'mount -t tmpfs none /dev && exec "$0" --no-api --config-file "$1"',
+                        ctx.ember, path], capture_output=True, timeout=30)
+    err = p.stderr.decode()
+    check(p.returncode == 1, "status %d: %s" % (p.returncode, err))
+    check(err.startswith("ember: /dev/kvm: not found") and err.count("\n") == 1,
+          "expected one line naming /dev/kvm: %r" % err)
