@@ -354,6 +354,7 @@ static void *vcpu_thread(void *arg)
     pthread_setname_np(pthread_self(), name);
 
     while (atomic_load(&vm->exit_status) < 0) {
+        vcpu_park_if_paused(v);
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             int e = errno;
             if (e == EINTR)
@@ -380,5 +381,8 @@ int vcpu_start(struct vcpu *v)
     if (rc)
         return err_set(-rc, "vcpu %u: cannot start its thread: %s", v->index, strerror(rc));
     v->started = true;
+    pthread_mutex_lock(&v->vm->pause_lock);
+    v->vm->n_started++;
+    pthread_mutex_unlock(&v->vm->pause_lock);
     return 0;
 }

@@ -5,12 +5,14 @@
 
 #include "../boot/layout.h"
 #include "err.h"
+#include "evloop.h"
 #include "log.h"
 #include "vcpu.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +201,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     for (size_t i = 0; i < sizeof(vm->irqfds) / sizeof(vm->irqfds[0]); i++)
         vm->irqfds[i] = -1;
     atomic_init(&vm->exit_status, -1);
+    pthread_mutex_init(&vm->pause_lock, NULL);
+    pthread_cond_init(&vm->parked_cond, NULL);
+    pthread_cond_init(&vm->resume_cond, NULL);
     vm->boot_timer.start_us = time_start_us();
     vm->serial.rx_ready_fd = -1;
 
@@ -316,6 +321,10 @@ static void kick_handler(int sig)
 /* Take every vCPU out of KVM_RUN and join its thread. */
 static void vm_stop_vcpus(struct vm *vm)
 {
+    pthread_mutex_lock(&vm->pause_lock);
+    vm->paused = false;
+    pthread_cond_broadcast(&vm->resume_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
     for (unsigned i = 0; i < vm->n_vcpus; i++) {
         struct vcpu *v = &vm->vcpus[i];
         if (!v->started)
@@ -331,70 +340,68 @@ static void vm_stop_vcpus(struct vm *vm)
     }
 }
 
-enum { EV_EXIT = 1, EV_STDIN, EV_SERIAL_READY };
-
-int vm_run(struct vm *vm)
+static void on_exit_event(struct ev_handler *h, uint32_t events)
 {
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) {
-        vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "epoll_create1: %s", strerror(errno));
-        goto out;
+    struct vm *vm = (struct vm *)((char *)h - offsetof(struct vm, ev_exit));
+    uint64_t cnt;
+    (void)events;
+    if (read(vm->exit_efd, &cnt, sizeof(cnt)) < 0) {
+        /* the flag in exit_status is what counts */
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_EXIT};
-    epoll_ctl(ep, EPOLL_CTL_ADD, vm->exit_efd, &ev);
-    ev.data.u32 = EV_SERIAL_READY;
-    epoll_ctl(ep, EPOLL_CTL_ADD, vm->serial.rx_ready_fd, &ev);
-    bool stdin_on = false, stdin_eof = false;
-    if (setup_stdin(vm)) {
-        ev.data.u32 = EV_STDIN;
-        /* EPERM: stdin is a regular file or /dev/null; the guest gets no input. */
-        stdin_on = epoll_ctl(ep, EPOLL_CTL_ADD, STDIN_FILENO, &ev) == 0;
-    }
+}
 
-    while (atomic_load(&vm->exit_status) < 0) {
-        struct epoll_event evs[8];
-        int n = epoll_wait(ep, evs, 8, -1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "epoll_wait: %s", strerror(errno));
-            break;
-        }
-        for (int i = 0; i < n; i++) {
-            uint64_t cnt;
-            switch (evs[i].data.u32) {
-            case EV_EXIT:
-                break;
-            case EV_SERIAL_READY:
-                if (read(vm->serial.rx_ready_fd, &cnt, sizeof(cnt)) < 0) {
-                    /* spurious wake-up */
-                }
-                if (!stdin_on && !stdin_eof) {
-                    ev.data.u32 = EV_STDIN;
-                    stdin_on = epoll_ctl(ep, EPOLL_CTL_ADD, STDIN_FILENO, &ev) == 0;
-                }
-                break;
-            case EV_STDIN: {
-                uint8_t buf[SERIAL_FIFO_LEN];
-                size_t room = serial_rx_space(&vm->serial);
-                ssize_t r = room ? read(STDIN_FILENO, buf, room) : 0;
-                if (room && r > 0) {
-                    serial_input(&vm->serial, buf, (size_t)r);
-                    break;
-                }
-                if (room && r < 0 && (errno == EINTR || errno == EAGAIN))
-                    break;
-                /* FIFO full (re-armed when the guest drains it), or end of input. */
-                epoll_ctl(ep, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
-                stdin_on = false;
-                stdin_eof = room != 0;
-                break;
-            }
-            }
-        }
+static void on_stdin(struct ev_handler *h, uint32_t events)
+{
+    struct vm *vm = (struct vm *)((char *)h - offsetof(struct vm, ev_stdin));
+    uint8_t buf[SERIAL_FIFO_LEN];
+    (void)events;
+    size_t room = serial_rx_space(&vm->serial);
+    ssize_t r = room ? read(STDIN_FILENO, buf, room) : 0;
+    if (room && r > 0) {
+        serial_input(&vm->serial, buf, (size_t)r);
+        return;
     }
-    close(ep);
-out:
+    if (room && r < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    /* FIFO full (re-armed when the guest drains it), or end of input. */
+    evloop_del(vm->ev, &vm->ev_stdin);
+    vm->stdin_on = false;
+    vm->stdin_eof = room != 0;
+}
+
+static void on_serial_ready(struct ev_handler *h, uint32_t events)
+{
+    struct vm *vm = (struct vm *)((char *)h - offsetof(struct vm, ev_serial));
+    uint64_t cnt;
+    (void)events;
+    if (read(vm->serial.rx_ready_fd, &cnt, sizeof(cnt)) < 0) {
+        /* spurious wake-up */
+    }
+    if (!vm->stdin_on && !vm->stdin_eof)
+        vm->stdin_on = evloop_add(vm->ev, &vm->ev_stdin, STDIN_FILENO, EPOLLIN, on_stdin) == 0;
+}
+
+int vm_attach(struct vm *vm, struct evloop *ev)
+{
+    vm->ev = ev;
+    int rc = evloop_add(ev, &vm->ev_exit, vm->exit_efd, EPOLLIN, on_exit_event);
+    if (!rc)
+        rc = evloop_add(ev, &vm->ev_serial, vm->serial.rx_ready_fd, EPOLLIN, on_serial_ready);
+    if (rc)
+        return err_set(rc, "event loop: %s", strerror(-rc));
+    /* EPERM: stdin is a regular file or /dev/null; the guest gets no input. */
+    if (setup_stdin(vm))
+        vm->stdin_on = evloop_add(ev, &vm->ev_stdin, STDIN_FILENO, EPOLLIN, on_stdin) == 0;
+    return 0;
+}
+
+bool vm_exited(struct vm *vm)
+{
+    return atomic_load(&vm->exit_status) >= 0;
+}
+
+int vm_finish(struct vm *vm)
+{
     vm_stop_vcpus(vm);
     restore_terminal(vm);
     serial_flush(&vm->serial);
@@ -404,6 +411,76 @@ out:
     else
         log_error("%s; exiting with status %d", vm->exit_reason, status);
     return status;
+}
+
+int vm_run(struct vm *vm)
+{
+    struct evloop ev;
+    if (evloop_init(&ev) || vm_attach(vm, &ev)) {
+        vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "event loop: cannot set up");
+    } else {
+        while (!vm_exited(vm)) {
+            int n = evloop_run_once(&ev, -1);
+            if (n < 0)
+                vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "epoll_wait: %s", strerror(-n));
+        }
+    }
+    evloop_close(&ev);
+    return vm_finish(vm);
+}
+
+/* ---- pause / resume ---- */
+
+int vm_pause(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    vm->paused = true;
+    for (unsigned i = 0; i < vm->n_vcpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        if (!v->started)
+            continue;
+        v->run->immediate_exit = 1;
+        pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+    }
+    /* Wait until every running vCPU has left KVM_RUN and parked. */
+    while (vm->n_parked < vm->n_started && !vm_exited(vm))
+        pthread_cond_wait(&vm->parked_cond, &vm->pause_lock);
+    pthread_mutex_unlock(&vm->pause_lock);
+    return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    vm->paused = false;
+    for (unsigned i = 0; i < vm->n_vcpus; i++)
+        if (vm->vcpus[i].run)
+            vm->vcpus[i].run->immediate_exit = 0;
+    pthread_cond_broadcast(&vm->resume_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
+    return 0;
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    bool p = vm->paused;
+    pthread_mutex_unlock(&vm->pause_lock);
+    return p;
+}
+
+void vcpu_park_if_paused(struct vcpu *v)
+{
+    struct vm *vm = v->vm;
+    pthread_mutex_lock(&vm->pause_lock);
+    if (vm->paused) {
+        vm->n_parked++;
+        pthread_cond_broadcast(&vm->parked_cond);
+        while (vm->paused && !vm_exited(vm))
+            pthread_cond_wait(&vm->resume_cond, &vm->pause_lock);
+        vm->n_parked--;
+    }
+    pthread_mutex_unlock(&vm->pause_lock);
 }
 
 void vm_destroy(struct vm *vm)

@@ -25,6 +25,7 @@
 #include "bus.h"
 #include "config.h"
 #include "cpuid.h"
+#include "evloop.h"
 #include "guest_mem.h"
 #include "i8042.h"
 #include "serial.h"
@@ -72,13 +73,36 @@ struct vm {
     atomic_int exit_status; /* -1 until the first exit request */
     char exit_reason[256];
     struct boot_timer boot_timer;
+
+    /* Main-thread event loop hooks (vm_attach). */
+    struct evloop *ev;
+    struct ev_handler ev_exit, ev_stdin, ev_serial;
+    bool stdin_on, stdin_eof;
+
+    /* Pause: vCPU threads park on resume_cond while `paused`. */
+    pthread_mutex_t pause_lock;
+    pthread_cond_t parked_cond, resume_cond;
+    bool paused;
+    unsigned n_started, n_parked;
     bool stdin_raw; /* the terminal was put in raw mode and must be restored */
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
 int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
-/* Serve the event loop until the guest ends; returns the exit status. */
+/* Serve a private event loop until the guest ends; returns the exit status. */
 int vm_run(struct vm *vm);
+/* Or: register the VM's fds (exit, console) with the caller's loop, run it
+ * until vm_exited(), then vm_finish() stops the vCPUs and returns the status. */
+int vm_attach(struct vm *vm, struct evloop *ev);
+bool vm_exited(struct vm *vm);
+int vm_finish(struct vm *vm);
+
+/* Stop every vCPU outside KVM_RUN (returns once all are parked) / let them go. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+/* Called by a vCPU thread between KVM_RUN calls. */
+void vcpu_park_if_paused(struct vcpu *v);
 void vm_destroy(struct vm *vm);
 
 /* Ask the VM to end with `status`; the first request wins. Callable from any
