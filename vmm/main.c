@@ -1,6 +1,8 @@
 /* main.c - the `ember` process: flags, configuration, VM lifetime. */
 #define _GNU_SOURCE
 #include "../api/config_json.h"
+#include "../api/routes.h"
+#include "../api/server.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -11,7 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #ifndef EMBER_VERSION
 #define EMBER_VERSION "0.1.0"
@@ -20,13 +28,18 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: ember --config-file FILE --no-api [options]\n"
+            "Usage: ember [--api-sock PATH] [--config-file FILE [--no-api]] [options]\n"
             "\n"
-            "Boots one microVM from Firecracker's JSON configuration format.\n"
+            "Runs one microVM, configured over Firecracker's REST API on a Unix socket\n"
+            "and/or from Firecracker's JSON configuration format.\n"
             "\n"
+            "  --api-sock PATH           API socket (default /run/ember.socket); a stale socket\n"
+            "                            is replaced, a live one is an error\n"
+            "  --http-api-max-payload-size N  largest request body in bytes (default 51200)\n"
             "  --config-file FILE        VM configuration (boot-source, machine-config, drives,\n"
             "                            network-interfaces, logger, metrics)\n"
             "  --no-api                  do not serve the REST API; boot from --config-file\n"
+            "                            (with the API, --config-file pre-configures and starts)\n"
             "  --id ID                   instance id used in log lines (default anonymous-instance)\n"
             "  --boot-protocol P         auto (default), pvh or linux64: how to enter an ELF kernel\n"
             "  --cpu-template FILE       CPU template JSON (cpuid_modifiers, msr_modifiers)\n"
@@ -71,6 +84,8 @@ enum {
     OPT_SHOW_ORIGIN,
     OPT_VERSION,
     OPT_HELP,
+    OPT_API_SOCK,
+    OPT_MAX_PAYLOAD,
 };
 
 static const struct option long_opts[] = {
@@ -86,6 +101,8 @@ static const struct option long_opts[] = {
     {"show-log-origin", no_argument, NULL, OPT_SHOW_ORIGIN},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
+    {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
     {NULL, 0, NULL, 0},
 };
 
@@ -107,6 +124,89 @@ static bool valid_id(const char *id)
     return true;
 }
 
+struct main_ctx {
+    struct api_vmm api;
+    struct vm vm;
+    bool vm_created;
+    bool boot_from_start;
+    struct vm_options *opt;
+    struct evloop ev;
+    struct ev_handler ev_sig;
+    int sigfd;
+    bool stop;
+};
+
+static int apply_logger(struct api_vmm *a)
+{
+    const struct logger_config *l = &a->cfg.logger;
+    log_set_level(l->level);
+    log_set_format(l->show_level, l->show_log_origin);
+    return l->log_path ? log_open(l->log_path) : 0;
+}
+
+/* InstanceStart (or --config-file): build the VM, boot it, serve its fds. */
+static int api_start(struct api_vmm *a)
+{
+    struct main_ctx *m = a->opaque;
+    /* Parsed and validated, but the virtio devices are not in this build yet. */
+    for (int i = 0; i < a->cfg.n_drives; i++)
+        log_warn("drives[%d] (%s): virtio-blk is not available in this build; the drive is not "
+                 "attached",
+                 i, a->cfg.drives[i].drive_id);
+    for (int i = 0; i < a->cfg.n_nets; i++)
+        log_warn("network-interfaces[%d] (%s): virtio-net is not available in this build; the "
+                 "interface is not attached",
+                 i, a->cfg.nets[i].iface_id);
+    uint64_t instance_start = time_now_us();
+    m->vm_created = true;
+    int rc = vm_create(&m->vm, &a->cfg, m->opt);
+    if (!rc && !m->boot_from_start)
+        m->vm.boot_timer.start_us = instance_start;
+    if (!rc)
+        rc = vm_boot(&m->vm, &a->cfg, m->opt);
+    if (!rc)
+        rc = vm_attach(&m->vm, &m->ev);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", err_msg());
+        vm_destroy(&m->vm);
+        m->vm_created = false;
+        return err_set(rc, "%s", why);
+    }
+    a->vm = &m->vm;
+    return 0;
+}
+
+/* SIGINT/SIGTERM: a running guest is stopped, then Ember exits cleanly
+ * (socket removed, terminal restored). */
+static void on_signal(struct ev_handler *h, uint32_t events)
+{
+    struct main_ctx *m = (struct main_ctx *)((char *)h - offsetof(struct main_ctx, ev_sig));
+    struct signalfd_siginfo si;
+    (void)events;
+    if (read(m->sigfd, &si, sizeof(si)) != sizeof(si))
+        return;
+    log_info("received signal %u; stopping", si.ssi_signo);
+    if (m->api.started)
+        vm_request_exit(&m->vm, EMBER_EXIT_OK, "stopped by signal %u", si.ssi_signo);
+    else
+        m->stop = true;
+}
+
+static int watch_signals(struct main_ctx *m)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+        return -1;
+    m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (m->sigfd < 0)
+        return -1;
+    return evloop_add(&m->ev, &m->ev_sig, m->sigfd, EPOLLIN, on_signal);
+}
+
 int main(int argc, char **argv)
 {
     time_mark_start();
@@ -114,7 +214,9 @@ int main(int argc, char **argv)
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
 
-    const char *config_file = NULL, *log_path = NULL;
+    const char *config_file = NULL, *log_path = NULL, *api_sock = "/run/ember.socket";
+    const char *instance_id = "anonymous-instance";
+    size_t max_payload = HTTP_DEFAULT_MAX_PAYLOAD;
     bool no_api = false, show_level = false, show_origin = false;
     enum log_level level = LOG_INFO;
     struct vm_options opt = {.boot_proto = BOOT_PROTO_AUTO};
@@ -134,6 +236,7 @@ int main(int argc, char **argv)
             if (!valid_id(optarg))
                 return fail("--id: must be 1 to 64 characters of letters, digits and '-'");
             log_set_id(optarg);
+            instance_id = optarg;
             break;
         case OPT_BOOT_PROTOCOL:
             if (strcmp(optarg, "auto") == 0)
@@ -169,6 +272,19 @@ int main(int argc, char **argv)
         case OPT_HELP:
             usage(stdout);
             return 0;
+        case OPT_API_SOCK:
+            api_sock = optarg;
+            break;
+        case OPT_MAX_PAYLOAD: {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || errno || v < 1024 || v > (16 << 20))
+                return fail("--http-api-max-payload-size: expected a byte count from 1024 to "
+                            "16777216");
+            max_payload = (size_t)v;
+            break;
+        }
         default:
             snprintf(msg, sizeof(msg), "unknown or incomplete option '%s' (see --help)",
                      argv[optind - 1]);
@@ -179,10 +295,7 @@ int main(int argc, char **argv)
         snprintf(msg, sizeof(msg), "unexpected argument '%s' (see --help)", argv[optind]);
         return fail(msg);
     }
-    if (!no_api)
-        return fail("the REST API server is not available in this build yet: use --no-api "
-                    "with --config-file");
-    if (!config_file)
+    if (no_api && !config_file)
         return fail("--no-api needs --config-file");
 
     log_set_level(level);
@@ -190,47 +303,77 @@ int main(int argc, char **argv)
     if (log_path && log_open(log_path))
         return fail(err_msg());
 
-    struct vm_config cfg;
-    config_init(&cfg);
-    if (config_load_file(config_file, &cfg)) {
-        config_free(&cfg);
-        return fail(err_msg());
+    static struct main_ctx m; /* the VM is large (vCPU table); keep it off the stack */
+    static struct api_server srv;
+    struct api_vmm *a = &m.api;
+    a->id = instance_id;
+    a->opaque = &m;
+    a->start = api_start;
+    a->apply_logger = apply_logger;
+    m.opt = &opt;
+    m.sigfd = -1;
+    m.ev.epfd = -1;
+    srv.fd = -1;
+    config_init(&a->cfg);
+    int status = EMBER_EXIT_ERROR;
+    if (config_file && config_load_file(config_file, &a->cfg)) {
+        snprintf(msg, sizeof(msg), "%s", err_msg());
+        goto out;
     }
-    if (!cfg.has_boot_source) {
-        config_free(&cfg);
-        return fail("boot-source: missing (kernel_image_path is required)");
+    if (config_file && !a->cfg.has_boot_source) {
+        snprintf(msg, sizeof(msg), "boot-source: missing (kernel_image_path is required)");
+        goto out;
     }
-    if (cfg.has_logger) {
-        log_set_level(cfg.logger.level);
-        log_set_format(cfg.logger.show_level, cfg.logger.show_log_origin);
-        if (cfg.logger.log_path && log_open(cfg.logger.log_path)) {
-            config_free(&cfg);
-            return fail(err_msg());
+    if (a->cfg.has_logger && apply_logger(a)) {
+        snprintf(msg, sizeof(msg), "%s", err_msg());
+        goto out;
+    }
+    if (evloop_init(&m.ev)) {
+        snprintf(msg, sizeof(msg), "epoll: %s", strerror(errno));
+        goto out;
+    }
+    if (watch_signals(&m)) {
+        snprintf(msg, sizeof(msg), "signalfd: %s", strerror(errno));
+        goto out;
+    }
+    if (!no_api && api_server_listen(&srv, api_sock, &m.ev, max_payload, api_route, a)) {
+        snprintf(msg, sizeof(msg), "%s", err_msg());
+        goto out;
+    }
+    if (config_file) {
+        m.boot_from_start = true; /* boot time counts from process start */
+        if (api_start(a)) {
+            snprintf(msg, sizeof(msg), "%s", err_msg());
+            goto out;
+        }
+        a->started = true;
+    }
+
+    while (!m.stop && !(a->started && vm_exited(&m.vm))) {
+        int n = evloop_run_once(&m.ev, -1);
+        if (n < 0) {
+            snprintf(msg, sizeof(msg), "epoll_wait: %s", strerror(-n));
+            goto out;
         }
     }
-
-    /* Parsed and validated, but the virtio devices are not in this build yet. */
-    for (int i = 0; i < cfg.n_drives; i++)
-        log_warn("drives[%d] (%s): virtio-blk is not available in this build; the drive is not "
-                 "attached",
-                 i, cfg.drives[i].drive_id);
-    for (int i = 0; i < cfg.n_nets; i++)
-        log_warn("network-interfaces[%d] (%s): virtio-net is not available in this build; the "
-                 "interface is not attached",
-                 i, cfg.nets[i].iface_id);
-
-    static struct vm vm; /* large (vCPU table); keep it off the stack */
-    int status;
-    if (vm_create(&vm, &cfg, &opt) || vm_boot(&vm, &cfg, &opt)) {
-        snprintf(msg, sizeof(msg), "%s", err_msg());
-        status = fail(msg);
-    } else {
-        status = vm_run(&vm);
-        /* vm_run logged the reason; say it on stderr too if the log is elsewhere. */
+    if (a->started) {
+        status = vm_finish(&m.vm);
+        /* vm_finish logged the reason; say it on stderr too if the log is elsewhere. */
         if (status != EMBER_EXIT_OK && !log_on_stderr())
-            fprintf(stderr, "ember: %s (exit status %d)\n", vm.exit_reason, status);
+            fprintf(stderr, "ember: %s (exit status %d)\n", m.vm.exit_reason, status);
+    } else {
+        status = EMBER_EXIT_OK; /* stopped by a signal before InstanceStart */
     }
-    vm_destroy(&vm);
-    config_free(&cfg);
+    msg[0] = '\0';
+out:
+    if (msg[0])
+        fail(msg);
+    api_server_close(&srv);
+    if (m.vm_created)
+        vm_destroy(&m.vm);
+    if (m.sigfd >= 0)
+        close(m.sigfd);
+    evloop_close(&m.ev);
+    config_free(&a->cfg);
     return status;
 }

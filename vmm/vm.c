@@ -413,22 +413,6 @@ int vm_finish(struct vm *vm)
     return status;
 }
 
-int vm_run(struct vm *vm)
-{
-    struct evloop ev;
-    if (evloop_init(&ev) || vm_attach(vm, &ev)) {
-        vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "event loop: cannot set up");
-    } else {
-        while (!vm_exited(vm)) {
-            int n = evloop_run_once(&ev, -1);
-            if (n < 0)
-                vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "epoll_wait: %s", strerror(-n));
-        }
-    }
-    evloop_close(&ev);
-    return vm_finish(vm);
-}
-
 /* ---- pause / resume ---- */
 
 int vm_pause(struct vm *vm)

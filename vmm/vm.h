@@ -1,8 +1,9 @@
 /* vm.h - one microVM: KVM handles, guest RAM, buses, legacy devices, vCPUs.
  *
  * vm_create() checks /dev/kvm and builds the VM (irqchip, PIT, memory);
- * vm_boot() loads the kernel and starts the vCPU threads; vm_run() serves
- * the event loop until the guest ends, and returns the process exit status.
+ * vm_boot() loads the kernel and starts the vCPU threads; vm_attach() puts
+ * its fds on the main loop; vm_finish() stops the vCPUs and returns the
+ * process exit status.
  *
  * Exit statuses (documented in README.md):
  *   0   guest reset/reboot (i8042 reset, KVM system-event reset/shutdown)
@@ -89,9 +90,7 @@ struct vm {
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
 int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
-/* Serve a private event loop until the guest ends; returns the exit status. */
-int vm_run(struct vm *vm);
-/* Or: register the VM's fds (exit, console) with the caller's loop, run it
+/* Register the VM's fds (exit, console) with the caller's loop, run it
  * until vm_exited(), then vm_finish() stops the vCPUs and returns the status. */
 int vm_attach(struct vm *vm, struct evloop *ev);
 bool vm_exited(struct vm *vm);

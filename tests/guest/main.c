@@ -175,6 +175,14 @@ void guest_main(u64 boot_ptr, u32 entry)
 	if (opt.counter_set) {
 		for (u64 i = 0; opt.counter == 0 || i < opt.counter; i++) {
 			print("counter: %lu\n", i);
+			/* Ctrl-Alt-Del from the VMM's i8042: the Del make code (0x53). */
+			int cad = 0;
+			while (inb(0x64) & 0x01)
+				cad |= inb(0x60) == 0x53;
+			if (cad) {
+				print("ctrl-alt-del: received\n");
+				break;
+			}
 			delay_cycles(30000000); /* ~10 ms */
 		}
 	}

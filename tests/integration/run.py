@@ -15,7 +15,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-MODULES = ["test_guest_boot", "test_bad_input", "test_linux"]
+MODULES = ["test_guest_boot", "test_bad_input", "test_api", "test_linux"]
 
 
 def main():

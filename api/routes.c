@@ -1,0 +1,402 @@
+/* routes.c - request routing and the endpoint handlers (see routes.h). */
+#define _GNU_SOURCE
+#include "routes.h"
+
+#include "../vmm/err.h"
+#include "../vmm/log.h"
+#include "../vmm/vm.h"
+#include "config_json.h"
+#include "json_util.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef EMBER_VERSION
+#define EMBER_VERSION "0.1.0"
+#endif
+
+static int fault(char **body, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fault(char **body, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t cap = 2 * sizeof(msg) + 64;
+    *body = malloc(cap);
+    if (*body && http_fault_json(*body, cap, msg) < 0) {
+        free(*body);
+        *body = NULL;
+    }
+    return status;
+}
+
+static int json_reply(char **body, struct json_object *o)
+{
+    if (!o)
+        return fault(body, 500, "out of memory");
+    *body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    return 200;
+}
+
+static const char *state_name(struct api_vmm *a)
+{
+    if (!a->started)
+        return "Not started";
+    return vm_is_paused(a->vm) ? "Paused" : "Running";
+}
+
+/* Parse a request body as one JSON object. */
+static int body_object(const struct http_request *req, struct json_object **o, char **body)
+{
+    if (!req->body || req->body_len == 0) {
+        fault(body, 400, "the request needs a JSON body");
+        return -1;
+    }
+    if (ju_parse(req->body, req->body_len, o) < 0) {
+        fault(body, 400, "%s", err_msg());
+        return -1;
+    }
+    if (!json_object_is_type(*o, json_type_object)) {
+        json_object_put(*o);
+        fault(body, 400, "the request body must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+static int pre_boot_only(struct api_vmm *a, const char *what, char **body)
+{
+    if (!a->started)
+        return 0;
+    fault(body, 400, "%s: the microVM is running; this is only allowed before InstanceStart", what);
+    return -1;
+}
+
+/* ---- handlers ---- */
+
+static int get_root(struct api_vmm *a, char **body)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(a->id));
+    json_object_object_add(o, "state", json_object_new_string(state_name(a)));
+    json_object_object_add(o, "vmm_version", json_object_new_string(EMBER_VERSION));
+    json_object_object_add(o, "app_name", json_object_new_string("Ember"));
+    return json_reply(body, o);
+}
+
+static int put_boot_source(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    struct json_object *o;
+    if (pre_boot_only(a, "boot-source", body) || body_object(req, &o, body))
+        return 400;
+    struct boot_source b;
+    memset(&b, 0, sizeof(b));
+    int rc = config_parse_boot_source(o, &b);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    if (a->cfg.has_boot_source)
+        config_boot_source_free(&a->cfg.boot);
+    a->cfg.boot = b;
+    a->cfg.has_boot_source = true;
+    return 204;
+}
+
+static int machine_config(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    if (req->method == HTTP_GET)
+        return json_reply(body, config_machine_config_to_json(&a->cfg.machine));
+    struct json_object *o;
+    if (pre_boot_only(a, "machine-config", body) || body_object(req, &o, body))
+        return 400;
+    struct machine_config m = a->cfg.machine;
+    int rc = req->method == HTTP_PUT ? config_parse_machine_config(o, &m)
+                                     : config_patch_machine_config(o, &m);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    a->cfg.machine = m;
+    return 204;
+}
+
+/* PUT /drives/{id} and /network-interfaces/{id}: insert or replace, then
+ * validate the whole configuration; roll back if it no longer holds. */
+static int put_device(struct api_vmm *a, const struct http_request *req, const char *id,
+                      bool is_drive, char **body)
+{
+    struct json_object *o;
+    const char *what = is_drive ? "drives" : "network-interfaces";
+    if (req->method == HTTP_PATCH && a->started)
+        return fault(body, 400, "%s/%s: updating a device after boot needs %s, which is not in "
+                                "this build yet", what, id, is_drive ? "virtio-blk" : "virtio-net");
+    if (pre_boot_only(a, what, body) || body_object(req, &o, body))
+        return 400;
+    if (req->method == HTTP_PATCH) {
+        json_object_put(o);
+        return fault(body, 400, "%s/%s: PATCH is only allowed after InstanceStart", what, id);
+    }
+    struct drive_config d;
+    struct net_config n;
+    memset(&d, 0, sizeof(d));
+    memset(&n, 0, sizeof(n));
+    int rc = is_drive ? config_parse_drive(o, &d) : config_parse_net(o, &n);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    const char *body_id = is_drive ? d.drive_id : n.iface_id;
+    if (strcmp(body_id, id) != 0) {
+        int st = fault(body, 400, "%s: the id in the path (%s) differs from the id in the body (%s)",
+                       what, id, body_id);
+        if (is_drive)
+            config_drive_free(&d);
+        else
+            config_net_free(&n);
+        return st;
+    }
+    int *count = is_drive ? &a->cfg.n_drives : &a->cfg.n_nets;
+    int max = is_drive ? CONFIG_MAX_DRIVES : CONFIG_MAX_NETS;
+    int slot = -1;
+    for (int i = 0; i < *count; i++) {
+        const char *cur = is_drive ? a->cfg.drives[i].drive_id : a->cfg.nets[i].iface_id;
+        if (strcmp(cur, id) == 0)
+            slot = i;
+    }
+    bool added = slot < 0;
+    if (added && *count == max) {
+        if (is_drive)
+            config_drive_free(&d);
+        else
+            config_net_free(&n);
+        return fault(body, 400, "%s: at most %d are supported", what, max);
+    }
+    if (added)
+        slot = (*count)++;
+    struct drive_config old_d;
+    struct net_config old_n;
+    if (is_drive) {
+        old_d = a->cfg.drives[slot];
+        a->cfg.drives[slot] = d;
+    } else {
+        old_n = a->cfg.nets[slot];
+        a->cfg.nets[slot] = n;
+    }
+    if (config_validate(&a->cfg) != 0) {
+        int st = fault(body, 400, "%s", err_msg());
+        if (is_drive) {
+            config_drive_free(&a->cfg.drives[slot]);
+            a->cfg.drives[slot] = old_d;
+        } else {
+            config_net_free(&a->cfg.nets[slot]);
+            a->cfg.nets[slot] = old_n;
+        }
+        if (added)
+            (*count)--;
+        return st;
+    }
+    if (!added) {
+        if (is_drive)
+            config_drive_free(&old_d);
+        else
+            config_net_free(&old_n);
+    }
+    return 204;
+}
+
+static int put_logger(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    struct json_object *o;
+    if (pre_boot_only(a, "logger", body) || body_object(req, &o, body))
+        return 400;
+    struct logger_config l;
+    memset(&l, 0, sizeof(l));
+    int rc = config_parse_logger(o, &l);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    if (a->cfg.has_logger)
+        config_logger_free(&a->cfg.logger);
+    a->cfg.logger = l;
+    a->cfg.has_logger = true;
+    if (a->apply_logger && a->apply_logger(a) < 0)
+        return fault(body, 400, "%s", err_msg());
+    return 204;
+}
+
+static int put_metrics(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    struct json_object *o;
+    if (pre_boot_only(a, "metrics", body) || body_object(req, &o, body))
+        return 400;
+    struct metrics_config m;
+    memset(&m, 0, sizeof(m));
+    int rc = config_parse_metrics(o, &m);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    if (a->cfg.has_metrics)
+        config_metrics_free(&a->cfg.metrics);
+    a->cfg.metrics = m;
+    a->cfg.has_metrics = true;
+    return 204;
+}
+
+static int put_actions(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    static const char *const keys[] = {"action_type", NULL};
+    struct json_object *o, *t;
+    if (body_object(req, &o, body))
+        return 400;
+    if (ju_check_keys(o, "actions", keys) < 0 || !json_object_object_get_ex(o, "action_type", &t) ||
+        !json_object_is_type(t, json_type_string)) {
+        json_object_put(o);
+        return fault(body, 400, "%s",
+                     err_msg()[0] ? err_msg() : "actions.action_type: expected a string");
+    }
+    char action[32];
+    snprintf(action, sizeof(action), "%s", json_object_get_string(t));
+    json_object_put(o);
+    if (strcmp(action, "InstanceStart") == 0) {
+        if (a->started)
+            return fault(body, 400, "InstanceStart: the microVM is already running");
+        if (!a->cfg.has_boot_source)
+            return fault(body, 400, "InstanceStart: boot-source is not configured "
+                                    "(PUT /boot-source first)");
+        if (a->start(a) < 0)
+            return fault(body, 400, "InstanceStart: %s", err_msg());
+        a->started = true;
+        return 204;
+    }
+    if (strcmp(action, "SendCtrlAltDel") == 0) {
+        if (!a->started)
+            return fault(body, 400, "SendCtrlAltDel: the microVM is not running");
+        if (i8042_ctrl_alt_del(&a->vm->i8042) < 0)
+            return fault(body, 400, "SendCtrlAltDel: the i8042 buffer is full; try again");
+        return 204;
+    }
+    if (strcmp(action, "FlushMetrics") == 0)
+        return fault(body, 400, "FlushMetrics: metrics are not implemented in this build yet");
+    err_clear();
+    return fault(body, 400, "actions.action_type: unknown action '%s' (InstanceStart, "
+                            "SendCtrlAltDel, FlushMetrics)", action);
+}
+
+static int patch_vm(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    static const char *const keys[] = {"state", NULL};
+    struct json_object *o, *s;
+    if (body_object(req, &o, body))
+        return 400;
+    if (ju_check_keys(o, "vm", keys) < 0 || !json_object_object_get_ex(o, "state", &s) ||
+        !json_object_is_type(s, json_type_string)) {
+        json_object_put(o);
+        return fault(body, 400, "vm.state: expected \"Paused\" or \"Resumed\"");
+    }
+    bool pause = strcmp(json_object_get_string(s), "Paused") == 0;
+    bool resume = strcmp(json_object_get_string(s), "Resumed") == 0;
+    json_object_put(o);
+    if (!pause && !resume)
+        return fault(body, 400, "vm.state: expected \"Paused\" or \"Resumed\"");
+    if (!a->started)
+        return fault(body, 400, "vm: the microVM is not running yet");
+    if (pause)
+        vm_pause(a->vm);
+    else
+        vm_resume(a->vm);
+    return 204;
+}
+
+/* Endpoints Firecracker has for devices Ember's fixed model lacks. */
+static const struct {
+    const char *prefix, *what;
+} unsupported[] = {
+    {"/balloon", "a balloon device"},   {"/vsock", "a vsock device"},
+    {"/entropy", "an entropy device"},  {"/mmds", "MMDS"},
+    {"/pmem", "pmem devices"},          {"/hotplug", "device hotplug"},
+    {"/cpu-config", "runtime CPU configuration (use --cpu-template)"},
+    {"/snapshot", "snapshots (not yet)"}, {"/serial", "a configurable serial device"},
+    {"/memory-hotplug", "memory hotplug"},
+};
+
+static bool path_is(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int api_route(void *opaque, const struct http_request *req, char **body)
+{
+    struct api_vmm *a = opaque;
+    const char *p = req->path;
+    enum http_method m = req->method;
+    *body = NULL;
+    err_clear();
+#define ALLOW(cond)                                                                               \
+    do {                                                                                          \
+        if (!(cond))                                                                              \
+            return fault(body, 405, "method %s is not allowed on %s", req->method_name, p);      \
+    } while (0)
+
+    for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
+        if (path_is(p, unsupported[i].prefix))
+            return fault(body, 400, "%s: Ember does not provide %s", p, unsupported[i].what);
+    if (strcmp(p, "/") == 0) {
+        ALLOW(m == HTTP_GET);
+        return get_root(a, body);
+    }
+    if (strcmp(p, "/version") == 0) {
+        ALLOW(m == HTTP_GET);
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "firecracker_version", json_object_new_string(EMBER_VERSION));
+        return json_reply(body, o);
+    }
+    if (strcmp(p, "/boot-source") == 0) {
+        ALLOW(m == HTTP_PUT);
+        return put_boot_source(a, req, body);
+    }
+    if (strcmp(p, "/machine-config") == 0) {
+        ALLOW(m == HTTP_GET || m == HTTP_PUT || m == HTTP_PATCH);
+        return machine_config(a, req, body);
+    }
+    if (strncmp(p, "/drives/", 8) == 0 || strncmp(p, "/network-interfaces/", 20) == 0) {
+        bool drive = p[1] == 'd';
+        const char *id = p + (drive ? 8 : 20);
+        ALLOW(m == HTTP_PUT || m == HTTP_PATCH);
+        if (!config_id_valid(id))
+            return fault(body, 400, "%s: invalid id in the path (letters, digits, '_', at most 64)",
+                         drive ? "drive_id" : "iface_id");
+        return put_device(a, req, id, drive, body);
+    }
+    if (strcmp(p, "/logger") == 0) {
+        ALLOW(m == HTTP_PUT);
+        return put_logger(a, req, body);
+    }
+    if (strcmp(p, "/metrics") == 0) {
+        ALLOW(m == HTTP_PUT);
+        return put_metrics(a, req, body);
+    }
+    if (strcmp(p, "/actions") == 0) {
+        ALLOW(m == HTTP_PUT);
+        return put_actions(a, req, body);
+    }
+    if (strcmp(p, "/vm") == 0) {
+        ALLOW(m == HTTP_PATCH);
+        return patch_vm(a, req, body);
+    }
+    if (strcmp(p, "/vm/config") == 0) {
+        ALLOW(m == HTTP_GET);
+        char *s = config_to_json(&a->cfg);
+        if (!s)
+            return fault(body, 500, "out of memory");
+        *body = s;
+        return 200;
+    }
+#undef ALLOW
+    return fault(body, 404, "%s: no such resource", p);
+}
