@@ -4,6 +4,7 @@
 
 #include "../vmm/err.h"
 #include "../vmm/log.h"
+#include "../vmm/metrics.h"
 #include "../vmm/vm.h"
 #include "config_json.h"
 #include "json_util.h"
@@ -242,6 +243,11 @@ static int put_metrics(struct api_vmm *a, const struct http_request *req, char *
         return fault(body, 400, "%s", err_msg());
     if (a->cfg.has_metrics)
         config_metrics_free(&a->cfg.metrics);
+    if (metrics_open(m.metrics_path) < 0) {
+        int st = fault(body, 400, "%s", err_msg());
+        config_metrics_free(&m);
+        return st;
+    }
     a->cfg.metrics = m;
     a->cfg.has_metrics = true;
     return 204;
@@ -280,8 +286,11 @@ static int put_actions(struct api_vmm *a, const struct http_request *req, char *
             return fault(body, 400, "SendCtrlAltDel: the i8042 buffer is full; try again");
         return 204;
     }
-    if (strcmp(action, "FlushMetrics") == 0)
-        return fault(body, 400, "FlushMetrics: metrics are not implemented in this build yet");
+    if (strcmp(action, "FlushMetrics") == 0) {
+        if (metrics_flush() < 0)
+            return fault(body, 400, "FlushMetrics: %s", err_msg());
+        return 204;
+    }
     err_clear();
     return fault(body, 400, "actions.action_type: unknown action '%s' (InstanceStart, "
                             "SendCtrlAltDel, FlushMetrics)", action);
@@ -330,7 +339,18 @@ static bool path_is(const char *path, const char *prefix)
     return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
+static int api_route_inner(void *opaque, const struct http_request *req, char **body);
+
 int api_route(void *opaque, const struct http_request *req, char **body)
+{
+    int status = api_route_inner(opaque, req, body);
+    METRIC_INC(api_requests);
+    if (status >= 400)
+        METRIC_INC(api_request_errors);
+    return status;
+}
+
+static int api_route_inner(void *opaque, const struct http_request *req, char **body)
 {
     struct api_vmm *a = opaque;
     const char *p = req->path;

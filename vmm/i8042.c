@@ -1,6 +1,8 @@
 /* i8042.c - minimal PS/2 controller: reset line and keyboard injection. */
 #include "i8042.h"
 
+#include "metrics.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -163,6 +165,7 @@ int i8042_ctrl_alt_del(struct i8042 *k)
     } else {
         for (size_t i = 0; i < sizeof(seq); i++)
             push(&k->st, seq[i]);
+        METRIC_INC(i8042_ctrl_alt_del);
         i8042_raise(k);
     }
     pthread_mutex_unlock(&k->lock);

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef EMBER_VERSION
@@ -131,8 +134,8 @@ struct main_ctx {
     bool boot_from_start;
     struct vm_options *opt;
     struct evloop ev;
-    struct ev_handler ev_sig;
-    int sigfd;
+    struct ev_handler ev_sig, ev_metrics;
+    int sigfd, metrics_timer;
     bool stop;
 };
 
@@ -142,6 +145,14 @@ static int apply_logger(struct api_vmm *a)
     log_set_level(l->level);
     log_set_format(l->show_level, l->show_log_origin);
     return l->log_path ? log_open(l->log_path) : 0;
+}
+
+static void on_metrics_timer(struct ev_handler *h, uint32_t events)
+{
+    uint64_t n;
+    (void)events;
+    if (read(h->fd, &n, sizeof(n)) == sizeof(n))
+        metrics_flush();
 }
 
 /* InstanceStart (or --config-file): build the VM, boot it, serve its fds. */
@@ -174,6 +185,14 @@ static int api_start(struct api_vmm *a)
         return err_set(rc, "%s", why);
     }
     a->vm = &m->vm;
+    /* Metrics: a line at InstanceStart, then one every 60 s. */
+    if (metrics_configured()) {
+        metrics_flush();
+        struct itimerspec every = {{60, 0}, {60, 0}};
+        m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (m->metrics_timer >= 0 && timerfd_settime(m->metrics_timer, 0, &every, NULL) == 0)
+            evloop_add(&m->ev, &m->ev_metrics, m->metrics_timer, EPOLLIN, on_metrics_timer);
+    }
     return 0;
 }
 
@@ -312,6 +331,7 @@ int main(int argc, char **argv)
     a->apply_logger = apply_logger;
     m.opt = &opt;
     m.sigfd = -1;
+    m.metrics_timer = -1;
     m.ev.epfd = -1;
     srv.fd = -1;
     config_init(&a->cfg);
@@ -328,6 +348,10 @@ int main(int argc, char **argv)
         snprintf(msg, sizeof(msg), "%s", err_msg());
         goto out;
     }
+    if (a->cfg.has_metrics && metrics_open(a->cfg.metrics.metrics_path)) {
+        snprintf(msg, sizeof(msg), "%s", err_msg());
+        goto out;
+    }
     if (evloop_init(&m.ev)) {
         snprintf(msg, sizeof(msg), "epoll: %s", strerror(errno));
         goto out;
@@ -339,6 +363,12 @@ int main(int argc, char **argv)
     if (!no_api && api_server_listen(&srv, api_sock, &m.ev, max_payload, api_route, a)) {
         snprintf(msg, sizeof(msg), "%s", err_msg());
         goto out;
+    }
+    {
+        struct timespec cpu;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+        metrics.process_startup_time_us = time_now_us() - time_start_us();
+        metrics.process_startup_time_cpu_us = cpu.tv_sec * 1000000ULL + cpu.tv_nsec / 1000;
     }
     if (config_file) {
         m.boot_from_start = true; /* boot time counts from process start */
@@ -368,6 +398,12 @@ int main(int argc, char **argv)
 out:
     if (msg[0])
         fail(msg);
+    if (metrics_configured()) {
+        metrics_flush(); /* the last line, at exit */
+        metrics_close();
+    }
+    if (m.metrics_timer >= 0)
+        close(m.metrics_timer);
     api_server_close(&srv);
     if (m.vm_created)
         vm_destroy(&m.vm);

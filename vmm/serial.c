@@ -1,6 +1,8 @@
 /* serial.c - 8250 UART emulation for the guest console (see serial.h). */
 #include "serial.h"
 
+#include "metrics.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -101,6 +103,7 @@ static void serial_write_out(struct serial *s)
 
 static void serial_out_byte(struct serial *s, uint8_t b)
 {
+    METRIC_INC(uart_write_count);
     s->outbuf[s->outlen++] = (char)b;
     if (b == '\n' || s->outlen == sizeof(s->outbuf))
         serial_write_out(s);

@@ -5,6 +5,7 @@
 #include "../boot/layout.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -293,9 +294,17 @@ static bool handle_exit(struct vcpu *v)
     bool panic;
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
+        if (run->io.direction == KVM_EXIT_IO_OUT)
+            METRIC_INC(exit_io_out);
+        else
+            METRIC_INC(exit_io_in);
         handle_io(v);
         return true;
     case KVM_EXIT_MMIO:
+        if (run->mmio.is_write)
+            METRIC_INC(exit_mmio_write);
+        else
+            METRIC_INC(exit_mmio_read);
         if (run->mmio.is_write)
             bus_write(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
         else
@@ -306,6 +315,7 @@ static bool handle_exit(struct vcpu *v)
     case KVM_EXIT_INTR:
         return true;
     case KVM_EXIT_SHUTDOWN:
+        METRIC_INC(vcpu_failures);
         panic = serial_saw_panic(&vm->serial);
         vm_request_exit(vm, panic ? EMBER_EXIT_GUEST_PANIC : EMBER_EXIT_TRIPLE_FAULT,
                         "guest %s: triple fault (KVM_EXIT_SHUTDOWN) on vcpu %u at RIP 0x%llx",
@@ -323,6 +333,7 @@ static bool handle_exit(struct vcpu *v)
                             run->system_event.type, v->index);
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
+        METRIC_INC(vcpu_failures);
         vm_request_exit(vm, EMBER_EXIT_KVM_ERROR,
                         "guest stopped: KVM internal error (suberror %u: %s) on vcpu %u at RIP "
                         "0x%llx",

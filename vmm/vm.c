@@ -7,6 +7,7 @@
 #include "err.h"
 #include "evloop.h"
 #include "log.h"
+#include "metrics.h"
 #include "vcpu.h"
 
 #include <errno.h>
@@ -80,6 +81,7 @@ int vm_irqfd(struct vm *vm, unsigned gsi)
 static void i8042_reset(void *opaque)
 {
     struct vm *vm = opaque;
+    METRIC_INC(i8042_reset_count);
     if (serial_saw_panic(&vm->serial))
         vm_request_exit(vm, EMBER_EXIT_GUEST_PANIC,
                         "guest panicked (\"Kernel panic\" on the console), then reset via i8042");
@@ -417,6 +419,7 @@ int vm_finish(struct vm *vm)
 
 int vm_pause(struct vm *vm)
 {
+    uint64_t t0 = time_now_us();
     pthread_mutex_lock(&vm->pause_lock);
     vm->paused = true;
     for (unsigned i = 0; i < vm->n_vcpus; i++) {
@@ -430,11 +433,14 @@ int vm_pause(struct vm *vm)
     while (vm->n_parked < vm->n_started && !vm_exited(vm))
         pthread_cond_wait(&vm->parked_cond, &vm->pause_lock);
     pthread_mutex_unlock(&vm->pause_lock);
+    METRIC_INC(pause_count);
+    atomic_store(&metrics.pause_latency_us, time_now_us() - t0);
     return 0;
 }
 
 int vm_resume(struct vm *vm)
 {
+    uint64_t t0 = time_now_us();
     pthread_mutex_lock(&vm->pause_lock);
     vm->paused = false;
     for (unsigned i = 0; i < vm->n_vcpus; i++)
@@ -442,6 +448,8 @@ int vm_resume(struct vm *vm)
             vm->vcpus[i].run->immediate_exit = 0;
     pthread_cond_broadcast(&vm->resume_cond);
     pthread_mutex_unlock(&vm->pause_lock);
+    METRIC_INC(resume_count);
+    atomic_store(&metrics.resume_latency_us, time_now_us() - t0);
     return 0;
 }
 

@@ -99,6 +99,10 @@ def test_api_lifecycle(ctx):
         code, info = e.curl("GET", "/")
         check(code == 200 and info["state"] == "Not started", "GET / before start: %r" % info)
         configure(e, ctx, vcpus=2)
+        check(e.curl("PUT", "/actions", {"action_type": "FlushMetrics"})[0] == 400,
+              "FlushMetrics without metrics configured")
+        metrics_path = os.path.join(ctx.workdir, "metrics.json")
+        check(e.curl("PUT", "/metrics", {"metrics_path": metrics_path})[0] == 204, "PUT /metrics")
         code, _ = e.curl("PUT", "/actions", {"action_type": "InstanceStart"})
         check(code == 204, "InstanceStart: %d" % code)
         for _ in range(300):
@@ -124,9 +128,17 @@ def test_api_lifecycle(ctx):
         seq = counters(e.console())
         check(seq == list(range(len(seq))), "counter lines lost or repeated")
 
+        check(e.curl("PUT", "/actions", {"action_type": "FlushMetrics"})[0] == 204, "FlushMetrics")
         code, _ = e.curl("PUT", "/actions", {"action_type": "SendCtrlAltDel"})
         check(code == 204, "SendCtrlAltDel: %d" % code)
         rc = e.wait()
+        with open(metrics_path) as f:
+            lines = [json.loads(l) for l in f]  # every line is one JSON object
+        check(len(lines) == 3, "metrics lines at start, FlushMetrics and exit: %d" % len(lines))
+        check(lines[1]["vmm"]["pause_count"] == 1 and lines[1]["vmm"]["resume_count"] == 1,
+              "pause/resume counted: %r" % lines[1])
+        check(lines[1]["vcpu"]["exit_io_out"] > 0, "vCPU exits counted: %r" % lines[1])
+        check(lines[2]["i8042"]["reset_count"] == 1, "reset counted at exit: %r" % lines[2])
         check(rc == 0, "Ctrl-Alt-Del must reset the guest and end Ember with 0, got %d\n%s" %
               (rc, e.log()))
         check("ctrl-alt-del: received" in e.console(), "guest did not see Ctrl-Alt-Del")
