@@ -113,6 +113,7 @@ bench: all
 install: ember
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/ember $(DESTDIR)$(PREFIX)/bin/ember
+	install -m 0755 tools/emberctl $(DESTDIR)$(PREFIX)/bin/emberctl
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' | grep -v '^tests/guest/')

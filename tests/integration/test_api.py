@@ -304,3 +304,36 @@ def test_api_socket_rules(ctx):
     open(plain, "w").close()
     p = subprocess.run([ctx.ember, "--api-sock", plain], capture_output=True, timeout=10)
     check(p.returncode == 1 and b"not a socket" in p.stderr, "plain file: %r" % p.stderr)
+
+
+@test("fast")
+def test_emberctl(ctx):
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "emberctl")
+    e = Ember(ctx)
+
+    def ctl(*args):
+        p = subprocess.run([tool, "--sock", e.sock] + list(args), capture_output=True, timeout=30)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    try:
+        rc, out, _ = ctl("get", "/")
+        check(rc == 0 and json.loads(out)["state"] == "Not started", "get /: %r" % out)
+        rc, _, err = ctl("put", "/machine-config", '{"vcpu_count": 99, "mem_size_mib": 64}')
+        check(rc == 1 and err.startswith("emberctl: HTTP 400: machine-config.vcpu_count"),
+              "readable error: %r" % err)
+        rc, _, err = ctl("put", "/machine-config", "{oops")
+        check(rc == 1 and "malformed" in err, "bad JSON: %r" % err)
+        rc, _, _ = ctl("put", "/boot-source", json.dumps(
+            {"kernel_image_path": ctx.guest("guest-pvh.elf"), "boot_args": "counter=0"}))
+        check(rc == 0, "put boot-source")
+        check(ctl("start")[0] == 0, "start")
+        check(ctl("pause")[0] == 0 and json.loads(ctl("get", "/")[1])["state"] == "Paused", "pause")
+        check(ctl("resume")[0] == 0, "resume")
+        rc, out, _ = ctl("config")
+        check(rc == 0 and json.loads(out)["boot-source"]["boot_args"] == "counter=0", "config")
+        check(ctl("ctrl-alt-del")[0] == 0, "ctrl-alt-del")
+        check(e.wait() == 0, "guest reset")
+        rc, _, err = ctl("get", "/")
+        check(rc == 2 and "cannot reach" in err, "no server: %r" % err)
+    finally:
+        e.kill()
