@@ -320,13 +320,9 @@ static void kick_handler(int sig)
     (void)sig; /* only interrupts KVM_RUN */
 }
 
-/* Take every vCPU out of KVM_RUN and join its thread. */
-static void vm_stop_vcpus(struct vm *vm)
+/* Make every started vCPU leave KVM_RUN (now, or at once if it is not in it). */
+static void vm_kick_vcpus(struct vm *vm)
 {
-    pthread_mutex_lock(&vm->pause_lock);
-    vm->paused = false;
-    pthread_cond_broadcast(&vm->resume_cond);
-    pthread_mutex_unlock(&vm->pause_lock);
     for (unsigned i = 0; i < vm->n_vcpus; i++) {
         struct vcpu *v = &vm->vcpus[i];
         if (!v->started)
@@ -334,6 +330,16 @@ static void vm_stop_vcpus(struct vm *vm)
         v->run->immediate_exit = 1;
         pthread_kill(v->thread, VCPU_KICK_SIGNAL);
     }
+}
+
+/* Take every vCPU out of KVM_RUN and join its thread. */
+static void vm_stop_vcpus(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    vm->paused = false;
+    pthread_cond_broadcast(&vm->resume_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
+    vm_kick_vcpus(vm);
     for (unsigned i = 0; i < vm->n_vcpus; i++) {
         struct vcpu *v = &vm->vcpus[i];
         if (v->started)
@@ -422,13 +428,7 @@ int vm_pause(struct vm *vm)
     uint64_t t0 = time_now_us();
     pthread_mutex_lock(&vm->pause_lock);
     vm->paused = true;
-    for (unsigned i = 0; i < vm->n_vcpus; i++) {
-        struct vcpu *v = &vm->vcpus[i];
-        if (!v->started)
-            continue;
-        v->run->immediate_exit = 1;
-        pthread_kill(v->thread, VCPU_KICK_SIGNAL);
-    }
+    vm_kick_vcpus(vm);
     /* Wait until every running vCPU has left KVM_RUN and parked. */
     while (vm->n_parked < vm->n_started && !vm_exited(vm))
         pthread_cond_wait(&vm->parked_cond, &vm->pause_lock);
