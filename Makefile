@@ -74,8 +74,9 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libember.a
 	  build/fuzz/libember.a $(LIBS)
 fuzz-smoke: fuzz
 	@set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
-	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	  t=$(FUZZ_SECONDS); case $$n in api|http) t=$$((3 * $(FUZZ_SECONDS)));; esac; \
+	  echo "== $$f ($$t s)"; \
+	  $$f -max_total_time=$$t -print_final_stats=1 -artifact_prefix=build/fuzz/ \
 	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" ; \
 	  test $${PIPESTATUS[0]} -eq 0; done
 

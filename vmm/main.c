@@ -48,6 +48,7 @@ static void usage(FILE *f)
             "  --cpu-template FILE       CPU template JSON (cpuid_modifiers, msr_modifiers)\n"
             "  --boot-timer              accepted for Firecracker compatibility (port 0x3f0 is\n"
             "                            always on)\n"
+            "  --metrics-path PATH       write metrics lines (JSON) to PATH (file or FIFO)\n"
             "  --log-path PATH           write log lines to PATH (file or FIFO) instead of stderr\n"
             "  --level LEVEL             Error, Warning, Info (default), Debug, Trace or Off\n"
             "  --show-level              include the level in log lines\n"
@@ -89,6 +90,7 @@ enum {
     OPT_HELP,
     OPT_API_SOCK,
     OPT_MAX_PAYLOAD,
+    OPT_METRICS_PATH,
 };
 
 static const struct option long_opts[] = {
@@ -105,6 +107,7 @@ static const struct option long_opts[] = {
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
+    {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
     {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
     {NULL, 0, NULL, 0},
 };
@@ -234,7 +237,7 @@ int main(int argc, char **argv)
     setrlimit(RLIMIT_CORE, &nocore);
 
     const char *config_file = NULL, *log_path = NULL, *api_sock = "/run/ember.socket";
-    const char *instance_id = "anonymous-instance";
+    const char *instance_id = "anonymous-instance", *metrics_path = NULL;
     size_t max_payload = HTTP_DEFAULT_MAX_PAYLOAD;
     bool no_api = false, show_level = false, show_origin = false;
     enum log_level level = LOG_INFO;
@@ -294,6 +297,9 @@ int main(int argc, char **argv)
         case OPT_API_SOCK:
             api_sock = optarg;
             break;
+        case OPT_METRICS_PATH:
+            metrics_path = optarg;
+            break;
         case OPT_MAX_PAYLOAD: {
             char *end;
             errno = 0;
@@ -346,6 +352,10 @@ int main(int argc, char **argv)
     }
     if (a->cfg.has_logger && apply_logger(a)) {
         snprintf(msg, sizeof(msg), "%s", err_msg());
+        goto out;
+    }
+    if (metrics_path && metrics_open(metrics_path)) {
+        snprintf(msg, sizeof(msg), "--metrics-path: %s", err_msg());
         goto out;
     }
     if (a->cfg.has_metrics && metrics_open(a->cfg.metrics.metrics_path)) {

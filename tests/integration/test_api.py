@@ -337,3 +337,17 @@ def test_emberctl(ctx):
         check(rc == 2 and "cannot reach" in err, "no server: %r" % err)
     finally:
         e.kill()
+
+
+@test("fast")
+def test_metrics_path_flag(ctx):
+    from harness import guest_config, run_ember
+    path = os.path.join(ctx.workdir, "m.json")
+    res = run_ember(ctx, guest_config(ctx.guest("guest-pvh.elf"), boot_args="quiet"),
+                    args=["--metrics-path", path])
+    check(res.rc == 0, "boot with --metrics-path", res)
+    with open(path) as f:
+        lines = [json.loads(l) for l in f]
+    check(len(lines) == 2, "a line at start and one at exit: %r" % lines)
+    check(lines[1]["i8042"]["reset_count"] == 1 and lines[1]["vcpu"]["exit_io_out"] > 0,
+          "counters in the exit line: %r" % lines[1])
