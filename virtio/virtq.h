@@ -1,0 +1,113 @@
+/* virtq.h - split virtqueues (virtio 1.2 section 2.7), walked safely.
+ *
+ * One module walks descriptor chains for every device. Every ring and buffer
+ * address goes through gm_ptr() (vmm/guest_mem.h); a chain is bounded by the
+ * queue size (indirect tables included), an indirect table may not nest or be
+ * mixed with NEXT, loops are caught by the bound. A malformed chain is
+ * reported to the device (which fails that request); a ring that can no
+ * longer be trusted (avail index jumping by more than the queue size) makes
+ * virtq_pop() return -EIO and the device sets DEVICE_NEEDS_RESET.
+ *
+ * Threading: a queue is used by one thread at a time (the main loop, under
+ * the transport's lock). Ring accesses use acquire/release ordering.
+ */
+#ifndef EMBER_VIRTQ_H
+#define EMBER_VIRTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../vmm/guest_mem.h"
+
+#define VIRTQ_MAX_SIZE 256 /* QueueNumMax offered by every Ember device */
+
+#define VIRTQ_DESC_F_NEXT 1
+#define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_USED_F_NO_NOTIFY 1
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+
+/* One buffer of a chain, already translated to host memory. */
+struct virtq_seg {
+    uint8_t *host;
+    uint32_t len;
+    bool write; /* device-writable (VIRTQ_DESC_F_WRITE) */
+};
+
+/* A popped chain. Device-readable segments come first, then the writable ones
+ * (a chain with a readable segment after a writable one is malformed). */
+struct virtq_chain {
+    uint16_t head; /* descriptor index to hand back with virtq_push() */
+    unsigned n_seg;
+    unsigned n_out; /* segments [0, n_out) are readable, [n_out, n_seg) writable */
+    uint64_t out_len, in_len; /* byte totals of each side */
+    struct virtq_seg seg[VIRTQ_MAX_SIZE];
+};
+
+struct virtq {
+    /* Set by the driver through the transport. */
+    uint16_t size; /* QueueNum: a power of two, 1..VIRTQ_MAX_SIZE */
+    bool ready;
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+
+    /* Set by virtq_activate() from the above. */
+    const struct guest_mem *mem;
+    bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+    void *desc;     /* host views of the three rings (checked once) */
+    void *avail;
+    void *used;
+
+    uint16_t last_avail;  /* next avail ring entry to consume */
+    uint16_t used_idx;    /* our copy of used->idx */
+    uint16_t signalled;   /* used_idx at the last virtq_needs_interrupt() */
+    bool signalled_valid; /* false until the first interrupt */
+    bool broken;          /* ring untrustworthy: the device needs reset */
+    bool notify_off;      /* virtq_notify_disable() in effect (with EVENT_IDX,
+                             virtq_pop() then stops advancing avail_event) */
+};
+
+/* Back to the state after reset (size, addresses, indices zeroed). */
+void virtq_reset(struct virtq *q);
+
+/* Check and map the rings of a queue the driver made ready: size a power of
+ * two <= VIRTQ_MAX_SIZE, alignment (desc 16, avail 2, used 4), every ring
+ * byte inside guest RAM. Returns 0 or -EINVAL (the message names the ring). */
+int virtq_activate(struct virtq *q, const struct guest_mem *mem, bool event_idx);
+
+/* Pop the next available chain into *c. Zero-length descriptors are accepted
+ * and add no segment (their WRITE flag does not count for the readable-
+ * before-writable order; NEXT is followed). With EVENT_IDX and
+ * notifications enabled, avail_event follows last_avail. Every -EBADMSG
+ * counts metrics.virtio_bad_chains and leaves the reason in err_msg().
+ *   1        a well-formed chain is in *c
+ *   0        the ring is empty
+ *   -EBADMSG the chain at c->head is malformed (address outside RAM, loop or
+ *            too long, nested indirect, bad indirect length, readable after
+ *            writable, length overflow); it has been consumed: push it back
+ *            with length 0 so the driver sees the request fail
+ *   -EIO     the avail ring itself is corrupt; q->broken is set */
+int virtq_pop(struct virtq *q, struct virtq_chain *c);
+
+/* Put a chain back on the used ring with `len` bytes written into it. */
+void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
+
+/* After pushes: whether the driver wants an interrupt now (EVENT_IDX
+ * used_event, or the avail ring's NO_INTERRUPT flag). Records the signal. */
+bool virtq_needs_interrupt(struct virtq *q);
+
+/* Notification suppression towards the driver: enable asks for kicks (with
+ * EVENT_IDX: avail_event = last_avail), disable suppresses them. After
+ * enabling, re-check virtq_has_avail() to close the race with the driver. */
+void virtq_notify_enable(struct virtq *q);
+void virtq_notify_disable(struct virtq *q);
+
+/* True if the driver has made chains available that we have not popped. */
+bool virtq_has_avail(const struct virtq *q);
+
+/* Copy helpers over a chain's segments: gather `len` bytes starting at byte
+ * `off` of the readable side into dst / scatter src into the writable side.
+ * Return the number of bytes copied (less if the side is shorter). */
+uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst, uint64_t len);
+uint64_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *src, uint64_t len);
+
+#endif
