@@ -20,7 +20,11 @@ static int metrics_fd = -1;
 static struct {
     uint64_t api_requests, api_request_errors, exit_io_in, exit_io_out, exit_mmio_read,
         exit_mmio_write, vcpu_failures, i8042_reset_count, i8042_ctrl_alt_del, uart_write_count,
-        uart_read_count, pause_count, resume_count, seccomp_num_faults, missed_metrics_count;
+        uart_read_count, uart_rate_limiter_dropped_bytes, pause_count, resume_count,
+        seccomp_num_faults, missed_metrics_count;
+#define X(group, name) uint64_t group##_##name;
+    METRICS_DEVICE_COUNTERS(X)
+#undef X
 } last;
 
 int metrics_open(const char *path)
@@ -62,7 +66,7 @@ int metrics_flush(void)
         return err_set(-ENOENT, "metrics are not configured (PUT /metrics first)");
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    char line[2048];
+    char line[4096];
     int n = snprintf(
         line, sizeof(line),
         "{\"utc_timestamp_ms\":%llu,"
@@ -71,21 +75,36 @@ int metrics_flush(void)
         "\"vcpu\":{\"exit_io_in\":%llu,\"exit_io_out\":%llu,\"exit_mmio_read\":%llu,"
         "\"exit_mmio_write\":%llu,\"failures\":%llu},"
         "\"i8042\":{\"reset_count\":%llu,\"ctrl_alt_del\":%llu},"
-        "\"uart\":{\"write_count\":%llu,\"read_count\":%llu},"
+        "\"uart\":{\"write_count\":%llu,\"read_count\":%llu,\"rate_limiter_dropped_bytes\":%llu},"
         "\"vmm\":{\"pause_count\":%llu,\"resume_count\":%llu},"
         "\"latencies_us\":{\"pause_vm\":%llu,\"resume_vm\":%llu},"
         "\"seccomp\":{\"num_faults\":%llu},"
-        "\"logger\":{\"missed_log_count\":%llu,\"missed_metrics_count\":%llu}}\n",
+        "\"logger\":{\"missed_log_count\":%llu,\"missed_metrics_count\":%llu}",
         (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)(ts.tv_nsec / 1000000),
         (unsigned long long)metrics.process_startup_time_us,
         (unsigned long long)metrics.process_startup_time_cpu_us, DELTA(api_requests),
         DELTA(api_request_errors), DELTA(exit_io_in), DELTA(exit_io_out), DELTA(exit_mmio_read),
         DELTA(exit_mmio_write), DELTA(vcpu_failures), DELTA(i8042_reset_count),
         DELTA(i8042_ctrl_alt_del), DELTA(uart_write_count), DELTA(uart_read_count),
+        DELTA(uart_rate_limiter_dropped_bytes),
         DELTA(pause_count), DELTA(resume_count),
         (unsigned long long)atomic_load(&metrics.pause_latency_us),
         (unsigned long long)atomic_load(&metrics.resume_latency_us), DELTA(seccomp_num_faults),
         (unsigned long long)log_dropped(), DELTA(missed_metrics_count));
+    if (n < 0 || n >= (int)sizeof(line))
+        return -EOVERFLOW;
+    /* Device groups: "block":{...},"net":{...},"virtio":{...}. */
+    const char *group = NULL;
+#define X(g, name)                                                                                \
+    if (n < (int)sizeof(line))                                                                    \
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s\"%s\":%llu",                        \
+                      group && !strcmp(group, #g) ? "," : (group ? "},\"" #g "\":{" : ",\"" #g "\":{"), \
+                      #name, DELTA(g##_##name));                                                    \
+    group = #g;
+    METRICS_DEVICE_COUNTERS(X)
+#undef X
+    if (n < (int)sizeof(line))
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "}}\n");
     if (n < 0 || n >= (int)sizeof(line))
         return -EOVERFLOW;
     if (write(metrics_fd, line, (size_t)n) != n) {

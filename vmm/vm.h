@@ -30,6 +30,7 @@
 #include "guest_mem.h"
 #include "i8042.h"
 #include "serial.h"
+#include "vdev.h"
 
 enum ember_exit {
     EMBER_EXIT_OK = 0,
@@ -66,6 +67,8 @@ struct vm {
     struct serial serial;
     struct i8042 i8042;
     int irqfds[24]; /* eventfd per GSI that has a device, -1 otherwise */
+    unsigned n_vdevs; /* virtio devices (vdev.h) */
+    struct vdev vdevs[VDEV_MAX];
 
     unsigned n_vcpus;
     struct vcpu vcpus[CONFIG_MAX_VCPUS];
