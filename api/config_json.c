@@ -148,6 +148,34 @@ int config_parse_rate_limiter(struct json_object *o, struct rate_limiter *out)
     return parse_rate_limiter(o, "rate_limiter", out);
 }
 
+int config_parse_serial(struct json_object *o, struct serial_config *out)
+{
+    static const char *const keys[] = {"serial_out_path", "rate_limiter", NULL};
+    const char *path = "serial";
+    struct serial_config s = {0};
+    struct json_object *v;
+    char p[JU_PATH_MAX];
+    int rc;
+
+    if ((rc = ju_expect_object(o, path)) < 0 || (rc = ju_check_keys(o, path, keys)) < 0)
+        return rc;
+    if ((rc = get_path(o, path, "serial_out_path", OPT, &s.serial_out_path)) < 0)
+        return rc;
+    if ((rc = ju_get_typed(o, path, "rate_limiter", OPT, json_type_object, &v)) < 0)
+        goto fail;
+    if (rc) {
+        ju_join(p, sizeof(p), path, "rate_limiter");
+        if ((rc = parse_bucket(v, p, &s.rate_limiter)) < 0)
+            goto fail;
+    }
+    config_serial_free(out);
+    *out = s;
+    return 0;
+fail:
+    config_serial_free(&s);
+    return rc;
+}
+
 /* Optional rate limiter member `key` of `o`. */
 static int get_rate_limiter(struct json_object *o, const char *path, const char *key,
                             struct rate_limiter *out)
@@ -422,6 +450,77 @@ static int check_ifname(const char *p, const char *s)
     if (strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strpbrk(s, "/: \t\n\v\f\r"))
         return err_set(-EINVAL, "%s: \"%s\" is not a valid interface name", p, g);
     return 0;
+}
+
+int config_parse_drive_patch(struct json_object *o, struct drive_patch *out)
+{
+    static const char *const keys[] = {"drive_id", "path_on_host", "rate_limiter", NULL};
+    const char *path = "drive";
+    struct drive_patch d = {0};
+    int rc, n = 0;
+
+    if ((rc = ju_expect_object(o, path)) < 0 || (rc = ju_check_keys(o, path, keys)) < 0)
+        return rc;
+    if ((rc = get_id(o, path, "drive_id", &d.drive_id)) < 0)
+        goto fail;
+    if ((rc = get_path(o, path, "path_on_host", OPT, &d.path_on_host)) < 0)
+        goto fail;
+    n += rc;
+    if ((rc = get_rate_limiter(o, path, "rate_limiter", &d.rate_limiter)) < 0)
+        goto fail;
+    d.has_rate_limiter = rc > 0;
+    n += rc;
+    if (n == 0) {
+        rc = err_set(-EINVAL, "drive: give path_on_host and/or rate_limiter to update");
+        goto fail;
+    }
+    *out = d;
+    return 0;
+fail:
+    config_drive_patch_free(&d);
+    return rc;
+}
+
+int config_parse_net_patch(struct json_object *o, struct net_patch *out)
+{
+    static const char *const keys[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
+    const char *path = "network-interface";
+    struct net_patch n = {0};
+    int rc;
+
+    if ((rc = ju_expect_object(o, path)) < 0 || (rc = ju_check_keys(o, path, keys)) < 0)
+        return rc;
+    if ((rc = get_id(o, path, "iface_id", &n.iface_id)) < 0)
+        goto fail;
+    if ((rc = get_rate_limiter(o, path, "rx_rate_limiter", &n.rx_rate_limiter)) < 0)
+        goto fail;
+    n.has_rx = rc > 0;
+    if ((rc = get_rate_limiter(o, path, "tx_rate_limiter", &n.tx_rate_limiter)) < 0)
+        goto fail;
+    n.has_tx = rc > 0;
+    if (!n.has_rx && !n.has_tx) {
+        rc = err_set(-EINVAL,
+                     "network-interface: give rx_rate_limiter and/or tx_rate_limiter to update");
+        goto fail;
+    }
+    *out = n;
+    return 0;
+fail:
+    config_net_patch_free(&n);
+    return rc;
+}
+
+void config_drive_patch_free(struct drive_patch *p)
+{
+    free(p->drive_id);
+    free(p->path_on_host);
+    memset(p, 0, sizeof(*p));
+}
+
+void config_net_patch_free(struct net_patch *p)
+{
+    free(p->iface_id);
+    memset(p, 0, sizeof(*p));
 }
 
 static int parse_net(struct json_object *o, const char *path, struct net_config *out)

@@ -59,8 +59,29 @@ int config_parse_net(struct json_object *o, struct net_config *out);
 int config_parse_logger(struct json_object *o, struct logger_config *out);
 int config_parse_metrics(struct json_object *o, struct metrics_config *out);
 int config_parse_rate_limiter(struct json_object *o, struct rate_limiter *out);
+/* PUT /serial: {"serial_out_path": PATH, "rate_limiter": TokenBucket}, both optional. */
+int config_parse_serial(struct json_object *o, struct serial_config *out);
 /* PATCH /machine-config: every field optional (at least one), applied over *out. */
 int config_patch_machine_config(struct json_object *o, struct machine_config *out);
+
+/* PATCH bodies after boot (Firecracker's PartialDrive / PartialNetworkInterface):
+ * the id, and at least one of the optional members. Caller frees the strings
+ * with config_patch_free(). Errors name the field ("drive.path_on_host: ..."). */
+struct drive_patch {
+    char *drive_id;
+    char *path_on_host; /* NULL: unchanged */
+    bool has_rate_limiter;
+    struct rate_limiter rate_limiter;
+};
+struct net_patch {
+    char *iface_id;
+    bool has_rx, has_tx;
+    struct rate_limiter rx_rate_limiter, tx_rate_limiter;
+};
+int config_parse_drive_patch(struct json_object *o, struct drive_patch *out);
+int config_parse_net_patch(struct json_object *o, struct net_patch *out);
+void config_drive_patch_free(struct drive_patch *p);
+void config_net_patch_free(struct net_patch *p);
 
 /* Per-section serializers (GET /machine-config ...); NULL on allocation
  * failure. A rate limiter with no bucket set serializes as null. */

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "routes.h"
 
+#include "../vmm/vdev.h"
+
 #include "../vmm/err.h"
 #include "../vmm/log.h"
 #include "../vmm/metrics.h"
@@ -127,6 +129,66 @@ static int machine_config(struct api_vmm *a, const struct http_request *req, cha
     return 204;
 }
 
+/* PATCH /drives/{id} (path_on_host, rate_limiter) and
+ * /network-interfaces/{id} (rate limiters) on a running VM: the device is
+ * updated first, the configuration (GET /vm/config) only if that worked. */
+static int patch_device(struct api_vmm *a, const struct http_request *req, const char *id,
+                        bool is_drive, char **body)
+{
+    struct json_object *o;
+    const char *what = is_drive ? "drives" : "network-interfaces";
+    if (body_object(req, &o, body))
+        return 400;
+    struct drive_patch dp = {0};
+    struct net_patch np = {0};
+    int rc = is_drive ? config_parse_drive_patch(o, &dp) : config_parse_net_patch(o, &np);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    int st = 204;
+    const char *body_id = is_drive ? dp.drive_id : np.iface_id;
+    int slot = -1;
+    int count = is_drive ? a->cfg.n_drives : a->cfg.n_nets;
+    for (int i = 0; i < count; i++)
+        if (strcmp(is_drive ? a->cfg.drives[i].drive_id : a->cfg.nets[i].iface_id, id) == 0)
+            slot = i;
+    if (strcmp(body_id, id) != 0) {
+        st = fault(body, 400, "%s: the id in the path (%s) differs from the id in the body (%s)",
+                   what, id, body_id);
+    } else if (slot < 0) {
+        st = fault(body, 400, "%s/%s: no such device in this VM", what, id);
+    } else if (is_drive) {
+        rc = vdev_update_drive(a->vm, id, dp.path_on_host,
+                               dp.has_rate_limiter ? &dp.rate_limiter : NULL);
+        if (rc) {
+            st = fault(body, 400, "%s", err_msg());
+        } else {
+            struct drive_config *d = &a->cfg.drives[slot];
+            if (dp.path_on_host) {
+                free(d->path_on_host);
+                d->path_on_host = dp.path_on_host;
+                dp.path_on_host = NULL;
+            }
+            if (dp.has_rate_limiter)
+                d->rate_limiter = dp.rate_limiter;
+        }
+    } else {
+        rc = vdev_update_net(a->vm, id, np.has_rx ? &np.rx_rate_limiter : NULL,
+                             np.has_tx ? &np.tx_rate_limiter : NULL);
+        if (rc) {
+            st = fault(body, 400, "%s", err_msg());
+        } else {
+            if (np.has_rx)
+                a->cfg.nets[slot].rx_rate_limiter = np.rx_rate_limiter;
+            if (np.has_tx)
+                a->cfg.nets[slot].tx_rate_limiter = np.tx_rate_limiter;
+        }
+    }
+    config_drive_patch_free(&dp);
+    config_net_patch_free(&np);
+    return st;
+}
+
 /* PUT /drives/{id} and /network-interfaces/{id}: insert or replace, then
  * validate the whole configuration; roll back if it no longer holds. */
 static int put_device(struct api_vmm *a, const struct http_request *req, const char *id,
@@ -135,8 +197,7 @@ static int put_device(struct api_vmm *a, const struct http_request *req, const c
     struct json_object *o;
     const char *what = is_drive ? "drives" : "network-interfaces";
     if (req->method == HTTP_PATCH && a->started)
-        return fault(body, 400, "%s/%s: updating a device after boot needs %s, which is not in "
-                                "this build yet", what, id, is_drive ? "virtio-blk" : "virtio-net");
+        return patch_device(a, req, id, is_drive, body);
     if (pre_boot_only(a, what, body) || body_object(req, &o, body))
         return 400;
     if (req->method == HTTP_PATCH) {
@@ -253,6 +314,23 @@ static int put_metrics(struct api_vmm *a, const struct http_request *req, char *
     return 204;
 }
 
+static int put_serial(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    struct json_object *o;
+    if (pre_boot_only(a, "serial", body) || body_object(req, &o, body))
+        return 400;
+    struct serial_config s;
+    memset(&s, 0, sizeof(s));
+    int rc = config_parse_serial(o, &s);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    config_serial_free(&a->cfg.serial);
+    a->cfg.serial = s;
+    a->cfg.has_serial = true;
+    return 204;
+}
+
 static int put_actions(struct api_vmm *a, const struct http_request *req, char **body)
 {
     static const char *const keys[] = {"action_type", NULL};
@@ -329,7 +407,7 @@ static const struct {
     {"/entropy", "an entropy device"},  {"/mmds", "MMDS"},
     {"/pmem", "pmem devices"},          {"/hotplug", "device hotplug"},
     {"/cpu-config", "runtime CPU configuration (use --cpu-template)"},
-    {"/snapshot", "snapshots (not yet)"}, {"/serial", "a configurable serial device"},
+    {"/snapshot", "snapshots (not yet)"},
     {"/memory-hotplug", "memory hotplug"},
 };
 
@@ -400,6 +478,10 @@ static int api_route_inner(void *opaque, const struct http_request *req, char **
     if (strcmp(p, "/metrics") == 0) {
         ALLOW(m == HTTP_PUT);
         return put_metrics(a, req, body);
+    }
+    if (strcmp(p, "/serial") == 0) {
+        ALLOW(m == HTTP_PUT);
+        return put_serial(a, req, body);
     }
     if (strcmp(p, "/actions") == 0) {
         ALLOW(m == HTTP_PUT);

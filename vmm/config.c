@@ -58,6 +58,12 @@ void config_metrics_free(struct metrics_config *m)
     memset(m, 0, sizeof(*m));
 }
 
+void config_serial_free(struct serial_config *s)
+{
+    free(s->serial_out_path);
+    memset(s, 0, sizeof(*s));
+}
+
 void config_free(struct vm_config *cfg)
 {
     config_boot_source_free(&cfg->boot);
@@ -68,6 +74,7 @@ void config_free(struct vm_config *cfg)
         config_net_free(&cfg->nets[i]);
     config_logger_free(&cfg->logger);
     config_metrics_free(&cfg->metrics);
+    config_serial_free(&cfg->serial);
     config_init(cfg);
 }
 

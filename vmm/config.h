@@ -99,6 +99,13 @@ struct metrics_config {
     struct metrics_property *properties;
 };
 
+/* PUT /serial: console output to a file or FIFO instead of stdout, and an
+ * optional byte bucket; bytes over the rate are dropped and counted. */
+struct serial_config {
+    char *serial_out_path; /* NULL: stdout */
+    struct rate_bucket rate_limiter;
+};
+
 struct vm_config {
     bool has_boot_source;
     struct boot_source boot;
@@ -111,6 +118,8 @@ struct vm_config {
     struct logger_config logger;
     bool has_metrics;
     struct metrics_config metrics;
+    bool has_serial;
+    struct serial_config serial;
 };
 
 /* Defaults: 1 vCPU, 128 MiB, smt false, no devices. */
@@ -125,6 +134,7 @@ void config_drive_free(struct drive_config *d);
 void config_net_free(struct net_config *n);
 void config_logger_free(struct logger_config *l);
 void config_metrics_free(struct metrics_config *m);
+void config_serial_free(struct serial_config *s);
 
 /* True if `id` is a valid drive_id / iface_id: 1 to CONFIG_ID_MAX characters
  * of [A-Za-z0-9_] (Firecracker's rule for ids in API paths). */

@@ -1,7 +1,9 @@
 /* serial.c - 8250 UART emulation for the guest console (see serial.h). */
 #include "serial.h"
 
+#include "err.h"
 #include "metrics.h"
+#include <fcntl.h>
 
 #include <errno.h>
 #include <stdint.h>
@@ -58,12 +60,39 @@ int serial_init(struct serial *s, int irq_fd, int out_fd)
     return 0;
 }
 
+int serial_configure(struct serial *s, const char *path, const struct rate_bucket *bucket)
+{
+    if (path) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            int e = errno;
+            return err_set(-e, "serial.serial_out_path %s: %s", path, strerror(e));
+        }
+        s->out_fd = fd;
+        s->owns_out_fd = true;
+    }
+    if (bucket && bucket->set && bucket->size && bucket->refill_time_ms) {
+        struct rate_limiter cfg = {.bandwidth = *bucket};
+        int rc = rl_init(&s->out_rl, &cfg);
+        if (rc)
+            return err_set(rc, "serial.rate_limiter: %s", strerror(-rc));
+        s->out_limited = true;
+    }
+    return 0;
+}
+
 void serial_destroy(struct serial *s)
 {
     serial_flush(s);
     if (s->rx_ready_fd >= 0)
         close(s->rx_ready_fd);
     s->rx_ready_fd = -1;
+    if (s->owns_out_fd)
+        close(s->out_fd);
+    s->owns_out_fd = false;
+    if (s->out_limited)
+        rl_destroy(&s->out_rl);
+    s->out_limited = false;
     pthread_mutex_destroy(&s->lock);
 }
 
@@ -104,9 +133,13 @@ static void serial_write_out(struct serial *s)
 static void serial_out_byte(struct serial *s, uint8_t b)
 {
     METRIC_INC(uart_write_count);
-    s->outbuf[s->outlen++] = (char)b;
-    if (b == '\n' || s->outlen == sizeof(s->outbuf))
-        serial_write_out(s);
+    if (s->out_limited && !rl_consume(&s->out_rl, RL_BYTES, 1)) {
+        METRIC_INC(uart_rate_limiter_dropped_bytes);
+    } else {
+        s->outbuf[s->outlen++] = (char)b;
+        if (b == '\n' || s->outlen == sizeof(s->outbuf))
+            serial_write_out(s);
+    }
     if (!s->saw_panic) {
         if ((char)b == panic_banner[s->panic_match])
             s->panic_match++;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../virtio/rate_limiter.h"
+
 #define SERIAL_PORT_BASE 0x3f8
 #define SERIAL_PORT_LEN 8
 #define SERIAL_IRQ 4
@@ -33,11 +35,18 @@ struct serial {
     int rx_ready_fd; /* eventfd signalled when the guest empties the RX FIFO */
     char outbuf[256];
     size_t outlen;
+    bool out_limited; /* PUT /serial rate_limiter: bytes over it are dropped */
+    struct rl out_rl;
+    bool owns_out_fd; /* out_fd is serial_out_path's, closed by serial_destroy */
     unsigned panic_match; /* bytes of the panic banner matched so far */
     bool saw_panic;
 };
 
 int serial_init(struct serial *s, int irq_fd, int out_fd);
+/* PUT /serial: output to `path` (a file, appended, or a FIFO, non-blocking:
+ * a full FIFO drops output rather than stalling the vCPU) and/or a byte
+ * bucket. Errors name serial.serial_out_path. */
+int serial_configure(struct serial *s, const char *path, const struct rate_bucket *bucket);
 void serial_destroy(struct serial *s);
 
 /* Bus callbacks (offset 0..7 from SERIAL_PORT_BASE). */
