@@ -5,6 +5,7 @@
  * print the report, obey the command-line options, reset through the i8042.
  * Output format: README.md. */
 #include "guest.h"
+#include "virtio.h"
 
 struct options opt;
 static struct boot_info bi;
@@ -160,6 +161,18 @@ void guest_main(u64 boot_ptr, u32 entry)
 		print("mptable: cpus=%u\n", cpus);
 		print("cpus-started: %u\n", started);
 		mem_probe();
+	}
+
+	/* virtio devices from virtio_mmio.device= entries, then their test modes. */
+	for (u32 i = 0; i < bi.nmap; i++)
+		if (bi.map[i].type == 1 && bi.map[i].addr + bi.map[i].size > ram_top)
+			ram_top = bi.map[i].addr + bi.map[i].size;
+	vio_scan_cmdline(bi.cmdline);
+	if (n_vdevs) {
+		vblk_probe_all();
+		vblk_run(bi.cmdline);
+		hostile_run(bi.cmdline);
+		vnet_run(bi.cmdline);
 	}
 
 	if (opt.echo) {
