@@ -176,7 +176,8 @@ fail:
     return rc;
 }
 
-/* Optional rate limiter member `key` of `o`. */
+/* Optional rate limiter member `key` of `o`: 1 if present and valid, 0 if
+ * absent, -errno if invalid (the PATCH parsers count what was given). */
 static int get_rate_limiter(struct json_object *o, const char *path, const char *key,
                             struct rate_limiter *out)
 {
@@ -186,7 +187,8 @@ static int get_rate_limiter(struct json_object *o, const char *path, const char 
     if (rc <= 0)
         return rc;
     ju_join(p, sizeof(p), path, key);
-    return parse_rate_limiter(v, p, out);
+    rc = parse_rate_limiter(v, p, out);
+    return rc < 0 ? rc : 1;
 }
 
 /* ---- boot-source --------------------------------------------------------- */

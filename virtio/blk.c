@@ -175,14 +175,14 @@ static int blk_open_file(const char *id, const char *path, bool ro, int *fd_out,
     int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return err_set(-e, "drive %s: cannot open %s%s: %s", id, path,
+        return err_set(-e, "drives[%s].path_on_host: cannot open %s%s: %s", id, path,
                        ro ? " read-only" : " read-write", strerror(e));
     }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int e = errno;
         close(fd);
-        return err_set(-e, "drive %s: cannot stat %s: %s", id, path, strerror(e));
+        return err_set(-e, "drives[%s].path_on_host: cannot stat %s: %s", id, path, strerror(e));
     }
     uint64_t sz;
     if (S_ISREG(st.st_mode)) {
@@ -191,17 +191,21 @@ static int blk_open_file(const char *id, const char *path, bool ro, int *fd_out,
         if (ioctl(fd, BLKGETSIZE64, &sz) < 0) {
             int e = errno;
             close(fd);
-            return err_set(-e, "drive %s: cannot get the size of block device %s: %s", id, path,
-                           strerror(e));
+            return err_set(-e,
+                           "drives[%s].path_on_host: cannot get the size of block device %s: %s",
+                           id, path, strerror(e));
         }
     } else {
         close(fd);
-        return err_set(-EINVAL, "drive %s: %s is not a regular file or block device", id, path);
+        return err_set(-EINVAL, "drives[%s].path_on_host: %s is not a regular file or block device",
+                       id, path);
     }
     if (sz % BLK_SECTOR) {
         close(fd);
-        return err_set(-EINVAL, "drive %s: size of %s (%llu bytes) is not a multiple of 512 bytes",
-                       id, path, (unsigned long long)sz);
+        return err_set(
+            -EINVAL,
+            "drives[%s].path_on_host: size of %s (%llu bytes) is not a multiple of 512 bytes", id,
+            path, (unsigned long long)sz);
     }
     *fd_out = fd;
     *size = sz;

@@ -199,8 +199,6 @@ int vdev_update_net(struct vm *vm, const char *id, const struct rate_limiter *rx
     struct vdev *d = find(vm, id, true);
     if (!d)
         return err_set(-ENOENT, "network-interfaces/%s: no such interface", id);
-    pthread_mutex_lock(&d->t->lock);
-    int rc = net_update(d->net, rx, tx);
-    pthread_mutex_unlock(&d->t->lock);
-    return rc;
+    /* net_update() takes the transport's lock itself (a non-recursive mutex). */
+    return net_update(d->net, rx, tx);
 }

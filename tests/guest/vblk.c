@@ -284,6 +284,90 @@ static void blk_bench(struct blk *b, int kind, u64 qd, u64 n)
 	print("bench-end: blk %s ops=%lu bytes=%lu errors=%lu\n", names[kind], done, done * bs, errors);
 }
 
+/* Read the capacity from config space (generation-consistent); returns the generation. */
+static u32 blk_read_capacity(struct blk *b)
+{
+	u32 gen;
+	do {
+		gen = vio_r32(b->d, VIO_CONFIG_GEN);
+		b->capacity = vio_r32(b->d, VIO_CONFIG) | (u64)vio_r32(b->d, VIO_CONFIG + 4) << 32;
+	} while (gen != vio_r32(b->d, VIO_CONFIG_GEN));
+	return gen;
+}
+
+/* blk-watch: read all of the drive, taking the seed from sector 0, and check
+ * the pattern. Prints nothing if the config generation moved meanwhile (the
+ * watch loop then handles the change and reads again). */
+static void blk_watch_read(struct blk *b, u32 gen, u64 k)
+{
+	u8 *buf = chunk_buf();
+	if (!b->capacity) {
+		print("%s: watch-read ok seed=0x0 sectors=0 k=%lu\n", b->tag, k);
+		return;
+	}
+	u64 seed = 0;
+	for (u64 s = 0; s < b->capacity;) {
+		u64 n = b->capacity - s;
+		if (n > CHUNK / 512)
+			n = CHUNK / 512;
+		int st = blk_io(b, VBLK_T_IN, s, buf, (u32)(n * 512));
+		if (vio_r32(b->d, VIO_CONFIG_GEN) != gen)
+			return;
+		if (st != 0) {
+			print("%s: watch-read error sector=%lu status=%d k=%lu\n", b->tag, s, st, k);
+			return;
+		}
+		if (s == 0)
+			seed = ((u64 *)buf)[1];
+		if (pattern_check(b->tag, buf, s, n, seed))
+			return;
+		s += n;
+	}
+	print("%s: watch-read ok seed=0x%lx sectors=%lu k=%lu\n", b->tag, seed, b->capacity, k);
+}
+
+/* blk-watch=D,SEED,TIMEOUT_MS[,CHANGES]: read-check with SEED, then poll
+ * ConfigGeneration and InterruptStatus bit 1 (config change). On a change:
+ * ack, re-read the capacity, print it and read the drive again (seed taken
+ * from sector 0). Between changes the drive is re-read every ~200 ms. Ends
+ * after CHANGES changes (default 1) or TIMEOUT_MS. */
+static void blk_watch(struct blk *b, u64 seed, u64 timeout_ms, u64 want)
+{
+	struct vdev *d = b->d;
+	if (!want)
+		want = 1;
+	blk_read_check(b, seed);
+	u32 gen = blk_read_capacity(b);
+	print("%s: watch gen=%u capacity=%lu\n", b->tag, gen, b->capacity);
+	u64 tpm = tsc_per_ms(), start = rdtsc(), last = rdtsc(), changes = 0, k = 0;
+	while (changes < want) {
+		u64 now = rdtsc();
+		if (now - start > timeout_ms * tpm) {
+			print("%s: watch timeout changes=%lu\n", b->tag, changes);
+			return;
+		}
+		u32 isr = vio_r32(d, VIO_INT_STATUS);
+		u32 g = vio_r32(d, VIO_CONFIG_GEN);
+		if (g != gen || (isr & 2)) {
+			if (isr & 2)
+				vio_w32(d, VIO_INT_ACK, 2);
+			gen = blk_read_capacity(b);
+			changes++;
+			print("%s: config-change gen=%u isr=0x%x capacity=%lu\n", b->tag, gen, isr,
+			      b->capacity);
+			blk_watch_read(b, gen, k++);
+			last = rdtsc();
+			continue;
+		}
+		if (now - last > 200 * tpm) {
+			blk_watch_read(b, gen, k++);
+			last = rdtsc();
+		}
+		cpu_relax();
+	}
+	print("%s: watch end changes=%lu\n", b->tag, changes);
+}
+
 /* Comma-separated numbers after a token's '='. */
 int tok_args(const char *s, u64 *a, int max)
 {
@@ -322,6 +406,11 @@ void vblk_run(const char *s)
 				int fs = b->flush ? blk_io(b, VBLK_T_FLUSH, 0, NULL, 0) : -2;
 				print("%s: ro-write status=%d flush-status=%d\n", b->tag, st, fs);
 			}
+		} else if ((n = strncmp_prefix(s, "blk-watch="))) {
+			/* blk-watch=DRIVE,SEED,TIMEOUT_MS[,CHANGES] */
+			tok_args(s + n, a, 4);
+			if ((b = blk_get(a[0])))
+				blk_watch(b, a[1], a[2] ? a[2] : 30000, a[3]);
 		} else if ((n = strncmp_prefix(s, "blk-durable="))) {
 			tok_args(s + n, a, 2);
 			if ((b = blk_get(a[0])))
