@@ -26,6 +26,7 @@
 #define CMD_RESET_CPU 0xfe
 
 #define CTR_KBD_INT 0x01
+#define CTR_XLATE 0x40
 
 void i8042_init(struct i8042 *k, int irq_fd, void (*on_reset)(void *), void *opaque)
 {
@@ -156,14 +157,20 @@ void i8042_cmd_write(void *dev, uint64_t offset, const uint8_t *data, uint32_t l
 
 int i8042_ctrl_alt_del(struct i8042 *k)
 {
-    /* Set-1 scancodes: Ctrl, Alt, Del (extended) make, then their breaks. */
-    static const uint8_t seq[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    /* Ctrl, Alt, Del (extended) make, then their breaks. The guest reads
+     * set-1 codes when it turned translation on (CTR bit 6), else set 2 (as
+     * Firecracker sends them; Linux then sees an "AT Raw Set 2" keyboard). */
+    static const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    static const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0,
+                                   0x71, 0xf0, 0x11, 0xf0, 0x14};
     pthread_mutex_lock(&k->lock);
+    const uint8_t *seq = (k->st.ctr & CTR_XLATE) ? set1 : set2;
+    size_t n = (k->st.ctr & CTR_XLATE) ? sizeof(set1) : sizeof(set2);
     int rc = 0;
-    if ((size_t)(I8042_BUF_LEN - k->st.buf_len) < sizeof(seq)) {
+    if ((size_t)(I8042_BUF_LEN - k->st.buf_len) < n) {
         rc = -ENOSPC;
     } else {
-        for (size_t i = 0; i < sizeof(seq); i++)
+        for (size_t i = 0; i < n; i++)
             push(&k->st, seq[i]);
         METRIC_INC(i8042_ctrl_alt_del);
         i8042_raise(k);

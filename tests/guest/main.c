@@ -188,10 +188,13 @@ void guest_main(u64 boot_ptr, u32 entry)
 	if (opt.counter_set) {
 		for (u64 i = 0; opt.counter == 0 || i < opt.counter; i++) {
 			print("counter: %lu\n", i);
-			/* Ctrl-Alt-Del from the VMM's i8042: the Del make code (0x53). */
+			/* Ctrl-Alt-Del from the VMM's i8042: the Del make code,
+			 * 0x53 in set 1 (translation on), 0xe0 0x71 in set 2. */
 			int cad = 0;
-			while (inb(0x64) & 0x01)
-				cad |= inb(0x60) == 0x53;
+			while (inb(0x64) & 0x01) {
+				u8 c = inb(0x60);
+				cad |= c == 0x53 || c == 0x71;
+			}
 			if (cad) {
 				print("ctrl-alt-del: received\n");
 				break;

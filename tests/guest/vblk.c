@@ -346,8 +346,10 @@ static void blk_watch(struct blk *b, u64 seed, u64 timeout_ms, u64 want)
 			print("%s: watch timeout changes=%lu\n", b->tag, changes);
 			return;
 		}
-		u32 isr = vio_r32(d, VIO_INT_STATUS);
+		/* Generation first: the device bumps it and sets the ISR bit
+		 * together, so a new generation read here implies the bit. */
 		u32 g = vio_r32(d, VIO_CONFIG_GEN);
+		u32 isr = vio_r32(d, VIO_INT_STATUS);
 		if (g != gen || (isr & 2)) {
 			if (isr & 2)
 				vio_w32(d, VIO_INT_ACK, 2);

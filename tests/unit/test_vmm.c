@@ -251,16 +251,33 @@ static void test_i8042(void **state)
     i8042_data_read(&k, 0, &v, 1);
     assert_int_equal(v, 0x55);
 
+    /* Translation off (the reset CTR): set-2 codes, as Linux's atkbd expects. */
     drain(irq);
     assert_int_equal(i8042_ctrl_alt_del(&k), 0);
     assert_int_equal(drain(irq), 1);
-    const uint8_t want[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
-    for (size_t i = 0; i < sizeof(want); i++) {
+    const uint8_t want2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+    for (size_t i = 0; i < sizeof(want2); i++) {
         i8042_data_read(&k, 0, &v, 1);
-        assert_int_equal(v, want[i]);
+        assert_int_equal(v, want2[i]);
     }
     i8042_cmd_read(&k, 0, &v, 1);
     assert_false(v & 0x01);
+    assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+    assert_int_equal(i8042_ctrl_alt_del(&k), -ENOSPC); /* 16-byte buffer */
+    for (size_t i = 0; i < sizeof(want2); i++)
+        i8042_data_read(&k, 0, &v, 1);
+
+    /* Translation on (CTR bit 6): set-1 codes. */
+    v = 0x60;
+    i8042_cmd_write(&k, 0, &v, 1);
+    v = 0x45;
+    i8042_data_write(&k, 0, &v, 1);
+    assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+    const uint8_t want1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    for (size_t i = 0; i < sizeof(want1); i++) {
+        i8042_data_read(&k, 0, &v, 1);
+        assert_int_equal(v, want1[i]);
+    }
     assert_int_equal(i8042_ctrl_alt_del(&k), 0);
     assert_int_equal(i8042_ctrl_alt_del(&k), 0);
     assert_int_equal(i8042_ctrl_alt_del(&k), -ENOSPC);
