@@ -3,6 +3,7 @@
 #include "../api/config_json.h"
 #include "../api/routes.h"
 #include "../api/server.h"
+#include "../jail/seccomp.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -53,11 +54,16 @@ static void usage(FILE *f)
             "  --level LEVEL             Error, Warning, Info (default), Debug, Trace or Off\n"
             "  --show-level              include the level in log lines\n"
             "  --show-log-origin         include file:line in log lines\n"
+            "  --no-seccomp              do not install the seccomp filters (not for production)\n"
+            "  --seccomp-filter FILE     use the filters in FILE (from --export-seccomp of this\n"
+            "                            build) instead of the built-in ones\n"
+            "  --export-seccomp FILE     write this build's seccomp filters to FILE and exit\n"
             "  --version                 print the version and exit\n"
             "  --help                    this text\n"
             "\n"
             "Exit status: 0 guest reset/reboot, 1 bad configuration or setup error, 2 unexpected\n"
-            "VMM error, 3 guest triple fault, 4 KVM could not run the guest, 5 guest kernel panic.\n");
+            "VMM error, 3 guest triple fault, 4 KVM could not run the guest, 5 guest kernel panic,\n"
+            "148 a thread made a syscall its seccomp filter forbids.\n");
 }
 
 static int parse_level(const char *s, enum log_level *out)
@@ -91,6 +97,9 @@ enum {
     OPT_API_SOCK,
     OPT_MAX_PAYLOAD,
     OPT_METRICS_PATH,
+    OPT_NO_SECCOMP, /* seccomp (issue 5) */
+    OPT_SECCOMP_FILTER,
+    OPT_EXPORT_SECCOMP,
 };
 
 static const struct option long_opts[] = {
@@ -109,6 +118,9 @@ static const struct option long_opts[] = {
     {"api-sock", required_argument, NULL, OPT_API_SOCK},
     {"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
     {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
+    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+    {"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
+    {"export-seccomp", required_argument, NULL, OPT_EXPORT_SECCOMP},
     {NULL, 0, NULL, 0},
 };
 
@@ -147,7 +159,10 @@ static int apply_logger(struct api_vmm *a)
     const struct logger_config *l = &a->cfg.logger;
     log_set_level(l->level);
     log_set_format(l->show_level, l->show_log_origin);
-    return l->log_path ? log_open(l->log_path) : 0;
+    int rc = l->log_path ? log_open(l->log_path) : 0;
+    if (!rc && l->log_path)
+        rc = seccomp_log_path(l->log_path); /* seccomp: the SIGSYS line goes there too */
+    return rc;
 }
 
 static void on_metrics_timer(struct ev_handler *h, uint32_t events)
@@ -162,15 +177,6 @@ static void on_metrics_timer(struct ev_handler *h, uint32_t events)
 static int api_start(struct api_vmm *a)
 {
     struct main_ctx *m = a->opaque;
-    /* Parsed and validated, but the virtio devices are not in this build yet. */
-    for (int i = 0; i < a->cfg.n_drives; i++)
-        log_warn("drives[%d] (%s): virtio-blk is not available in this build; the drive is not "
-                 "attached",
-                 i, a->cfg.drives[i].drive_id);
-    for (int i = 0; i < a->cfg.n_nets; i++)
-        log_warn("network-interfaces[%d] (%s): virtio-net is not available in this build; the "
-                 "interface is not attached",
-                 i, a->cfg.nets[i].iface_id);
     uint64_t instance_start = time_now_us();
     m->vm_created = true;
     int rc = vm_create(&m->vm, &a->cfg, m->opt);
@@ -242,6 +248,8 @@ int main(int argc, char **argv)
     bool no_api = false, show_level = false, show_origin = false;
     enum log_level level = LOG_INFO;
     struct vm_options opt = {.boot_proto = BOOT_PROTO_AUTO};
+    bool no_seccomp = false;
+    const char *seccomp_filter = NULL, *export_seccomp = NULL;
     char msg[600];
 
     opterr = 0;
@@ -300,6 +308,15 @@ int main(int argc, char **argv)
         case OPT_METRICS_PATH:
             metrics_path = optarg;
             break;
+        case OPT_NO_SECCOMP:
+            no_seccomp = true;
+            break;
+        case OPT_SECCOMP_FILTER:
+            seccomp_filter = optarg;
+            break;
+        case OPT_EXPORT_SECCOMP:
+            export_seccomp = optarg;
+            break;
         case OPT_MAX_PAYLOAD: {
             char *end;
             errno = 0;
@@ -322,11 +339,28 @@ int main(int argc, char **argv)
     }
     if (no_api && !config_file)
         return fail("--no-api needs --config-file");
+    /* ---- seccomp (issue 5): export, or compile/load the filters ---- */
+    if (export_seccomp) {
+        if (seccomp_export(export_seccomp))
+            return fail(err_msg());
+        printf("%s: seccomp filters of build %s (vmm: %u syscalls, vcpu: %u)\n", export_seccomp,
+               seccomp_build_id(), seccomp_allowed_count(SECCOMP_KIND_VMM),
+               seccomp_allowed_count(SECCOMP_KIND_VCPU));
+        return 0;
+    }
+    if (no_seccomp && seccomp_filter)
+        return fail("--no-seccomp and --seccomp-filter cannot be used together");
+    if (seccomp_setup(!no_seccomp, seccomp_filter))
+        return fail(err_msg());
+    /* ---- end seccomp ---- */
 
     log_set_level(level);
     log_set_format(show_level, show_origin);
-    if (log_path && log_open(log_path))
+    if (log_path && (log_open(log_path) || seccomp_log_path(log_path)))
         return fail(err_msg());
+    if (no_seccomp)
+        log_warn("--no-seccomp: seccomp filters are off; a guest that escapes into Ember can "
+                 "make any system call");
 
     static struct main_ctx m; /* the VM is large (vCPU table); keep it off the stack */
     static struct api_server srv;
@@ -374,6 +408,13 @@ int main(int argc, char **argv)
         snprintf(msg, sizeof(msg), "%s", err_msg());
         goto out;
     }
+    /* seccomp (issue 5): the main thread's filter, before it serves the API or
+     * builds the VM (one filter for both, with or without --no-api). */
+    if (seccomp_install(SECCOMP_KIND_VMM, 0)) {
+        snprintf(msg, sizeof(msg), "%s", err_msg());
+        goto out;
+    }
+    seccomp_test_trigger(SECCOMP_KIND_VMM);
     {
         struct timespec cpu;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);

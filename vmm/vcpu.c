@@ -3,6 +3,7 @@
 #include "vcpu.h"
 
 #include "../boot/layout.h"
+#include "../jail/seccomp.h"
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
@@ -363,6 +364,13 @@ static void *vcpu_thread(void *arg)
     log_set_thread_name(name);
     snprintf(name, sizeof(name), "ember_vcpu%u", v->index);
     pthread_setname_np(pthread_self(), name);
+
+    /* seccomp (issue 5): this thread's filter, just before its first KVM_RUN. */
+    if (seccomp_install(SECCOMP_KIND_VCPU, v->index)) {
+        vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "vcpu %u: %s", v->index, err_msg());
+        return NULL;
+    }
+    seccomp_test_trigger(SECCOMP_KIND_VCPU);
 
     while (atomic_load(&vm->exit_status) < 0) {
         vcpu_park_if_paused(v);
