@@ -11,19 +11,24 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-in
 OPT ?= -O2 -g
 CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
-LIBS := -lpthread -ljson-c
+LIBS := -lpthread -ljson-c -luring -lseccomp
+# ember and ember-jailer are static PIEs: nothing to load at exec (faster
+# start, less memory) and nothing but the binary to place inside a jail.
+# The sanitizer build links dynamically (STATIC empty).
+STATIC ?= -static-pie
 
-LIB_SRC := $(filter-out vmm/main.c,$(wildcard vmm/*.c boot/*.c virtio/*.c api/*.c jail/*.c))
+LIB_SRC := $(filter-out vmm/main.c jail/jailer.c,$(wildcard vmm/*.c boot/*.c virtio/*.c api/*.c jail/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all ember guest units sanitize images install test test-fast test-slow \
-        unit integration-fast integration-slow deps demo bench format clean help fuzz fuzz-smoke
+.PHONY: all ember jailer guest units testhooks sanitize images install test test-fast test-slow \
+        unit integration-fast integration-slow deps demo bench format clean help fuzz fuzz-smoke fuzz-merge
 
-all: ember guest
+all: ember jailer guest
 
 ember: $(BUILD)/ember
+jailer: $(BUILD)/ember-jailer
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -34,7 +39,10 @@ $(BUILD)/libember.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/ember: $(BUILD)/obj/vmm/main.o $(BUILD)/libember.a
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(STATIC) -o $@ $^ $(LIBS)
+
+$(BUILD)/ember-jailer: $(BUILD)/obj/jail/jailer.o $(BUILD)/libember.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(STATIC) -o $@ $^ $(LIBS)
 
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)
@@ -42,15 +50,31 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libember.a
 
 units: $(UNIT_BIN)
 
+# ---- seccomp test hooks (issue 5) ----
+# $(BUILD)/ember-testhooks: ember with main.c, vcpu.c and seccomp.c compiled
+# with -DEMBER_TEST_HOOKS (EMBER_TEST_SECCOMP_TRIGGER=vmm|vcpu makes that
+# thread call a forbidden syscall). Only tests use it; the objects listed
+# before libember.a take precedence over the archive's copies.
+TESTHOOKS_SRC := vmm/main.c vmm/vcpu.c jail/seccomp.c
+TESTHOOKS_OBJ := $(TESTHOOKS_SRC:%.c=$(BUILD)/obj-testhooks/%.o)
+$(BUILD)/obj-testhooks/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DEMBER_TEST_HOOKS -c $< -o $@
+$(BUILD)/ember-testhooks: $(TESTHOOKS_OBJ) $(BUILD)/libember.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+testhooks: $(BUILD)/ember-testhooks
+-include $(shell find $(BUILD)/obj-testhooks -name '*.d' 2>/dev/null)
+# ---- end seccomp test hooks ----
+
 # The freestanding test guest (tests/guest/guest.mk defines GUEST_IMAGES).
 include tests/guest/guest.mk
 guest: $(GUEST_IMAGES)
 
 # ASan + UBSan variant in build/sanitize (same targets, separate objects).
 sanitize:
-	$(MAKE) BUILD=build/sanitize OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build/sanitize STATIC= OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -U_FORTIFY_SOURCE" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" ember units
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" ember jailer units testhooks
 
 # Linux guest images from Debian's linux-source and busybox-static, cached
 # outside the checkout (resources/build-images.sh says where).
@@ -80,10 +104,16 @@ fuzz-smoke: fuzz
 	    build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" ; \
 	  test $${PIPESTATUS[0]} -eq 0; done
 
+# Fold what fuzz-smoke found (build/fuzz/corpus-NAME) into the committed
+# corpus, keeping only inputs that add coverage (libFuzzer -merge=1).
+fuzz-merge: fuzz
+	@set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p tests/fuzz/corpus/$$n build/fuzz/corpus-$$n; \
+	  $$f -merge=1 tests/fuzz/corpus/$$n build/fuzz/corpus-$$n 2>&1 | grep -E "MERGE-OUTER: [0-9]+ new files" || true; done
+
 unit: units
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration-fast: ember guest
+integration-fast: ember jailer guest testhooks
 	$(PYTHON) tests/integration/run.py --group fast --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
 
 integration-slow: ember guest images
@@ -111,9 +141,10 @@ demo: all images
 bench: all
 	$(PYTHON) tools/bench_boot.py --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
 
-install: ember
+install: ember jailer
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/ember $(DESTDIR)$(PREFIX)/bin/ember
+	install -m 0755 $(BUILD)/ember-jailer $(DESTDIR)$(PREFIX)/bin/ember-jailer
 	install -m 0755 tools/emberctl $(DESTDIR)$(PREFIX)/bin/emberctl
 
 format:
