@@ -85,29 +85,6 @@ static struct blk_dev *to_blk(struct virtio_mmio *t)
 
 /* ---- parsing (pure) ---------------------------------------------------- */
 
-/* Copy `len` bytes from offset `off` of segments [from, to) into dst; returns
- * the number of bytes copied. */
-static uint64_t seg_gather(const struct virtq_chain *c, unsigned from, unsigned to, uint64_t off,
-                           void *dst, uint64_t len)
-{
-    uint8_t *d = dst;
-    uint64_t done = 0;
-    for (unsigned i = from; i < to && done < len; i++) {
-        const struct virtq_seg *s = &c->seg[i];
-        if (off >= s->len) {
-            off -= s->len;
-            continue;
-        }
-        uint64_t n = s->len - off;
-        if (n > len - done)
-            n = len - done;
-        memcpy(d + done, s->host + off, n);
-        done += n;
-        off = 0;
-    }
-    return done;
-}
-
 int blk_parse_request(const struct virtq_chain *c, uint64_t capacity_sectors,
                       struct blk_request *req)
 {
@@ -135,7 +112,7 @@ int blk_parse_request(const struct virtq_chain *c, uint64_t capacity_sectors,
         return -EINVAL;
 
     uint8_t hdr[BLK_HDR_LEN];
-    seg_gather(c, 0, c->n_out, 0, hdr, BLK_HDR_LEN);
+    virtq_chain_read(c, 0, hdr, BLK_HDR_LEN);
     uint32_t type;
     uint64_t sector;
     memcpy(&type, hdr, 4);
