@@ -251,7 +251,8 @@ class VMMs:
         path = os.path.join(self.tmp, name + ".json")
         with open(path, "w") as f:
             json.dump(cfg, f)
-        return [os.path.abspath(self.a.ember), "--no-api", "--config-file", path], cfg
+        return ([os.path.abspath(self.a.ember), "--no-api", "--config-file", path] +
+                self.a.ember_args.split(), cfg)
 
     def qemu(self, args, drive=None, tap=None):
         a = [self.a.qemu, "-M", QEMU_MACHINE, "-enable-kvm", "-cpu", "kvm64,+tsc-deadline",
@@ -697,6 +698,8 @@ def main():
     ap.add_argument("--ember", required=True, help="Ember binary")
     ap.add_argument("--guest-dir", required=True, help="test guest directory (guest-pvh.elf)")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--ember-args", default="",
+                    help="extra Ember flags, e.g. \"--blk-poll-us 50\" (default: none)")
     ap.add_argument("-n", type=int, default=5, help="rounds (runs per VMM), default 5")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: -n 2, 0.3 s passes, 64 MiB file, fio 1 s")

@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../vmm/err.h"
@@ -563,6 +564,37 @@ static void chain_copy(struct virtq_chain *dst, const struct virtq_chain *src)
 
 /* Process the queue (t->lock held). Returns true if used entries were pushed
  * (the caller signals once). */
+unsigned blk_poll_us;
+
+/* The ring is empty: hand back what is done (submit, reap, interrupt), then
+ * keep notifications off and watch the avail ring for up to blk_poll_us, so
+ * that a guest with more requests coming need not kick. True if it has. */
+static bool blk_poll(struct blk_dev *b, bool *pushed)
+{
+    struct virtq *q = &b->t.queues[0];
+    if (b->ring_ok && io_uring_sq_ready(&b->ring)) {
+        io_uring_submit(&b->ring);
+        *pushed |= async_reap(b, true);
+    }
+    if (*pushed)
+        vmmio_signal_used(&b->t, 0);
+    *pushed = false;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    uint64_t end = now + (uint64_t)blk_poll_us * 1000u;
+    while (now < end) {
+        for (int i = 0; i < 64; i++) {
+            if (virtq_has_avail(q))
+                return true;
+            __builtin_ia32_pause();
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
+    return false;
+}
+
 static bool blk_run(struct blk_dev *b)
 {
     struct virtq *q = &b->t.queues[0];
@@ -577,8 +609,11 @@ static bool blk_run(struct blk_dev *b)
                 c = &b->pending;
             } else {
                 int r = virtq_pop(q, &b->chain);
-                if (r == 0)
+                if (r == 0) {
+                    if (blk_poll_us && blk_poll(b, &pushed))
+                        continue;
                     break;
+                }
                 if (r == -EBADMSG) { /* counted by virtq_pop */
                     if (!b->bad_chain_logged)
                         log_warn("drive %s: malformed descriptor chain: %s (further ones are "
@@ -615,6 +650,9 @@ out:
         if (r < 0)
             log_warn("drive %s: io_uring submit failed: %s (retried on the next event)", b->id,
                      strerror(-r));
+        /* Reads from the page cache complete inside the submit: answer them
+         * now rather than after another trip through the event loop. */
+        pushed |= async_reap(b, true);
     }
     return pushed;
 }

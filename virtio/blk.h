@@ -61,6 +61,11 @@ int blk_parse_request(const struct virtq_chain *c, uint64_t capacity_sectors,
 
 struct blk_dev;
 
+/* Busy-poll budget (--blk-poll-us, default 0: off): after a drive's ring
+ * runs empty, the main thread keeps guest notifications off and watches the
+ * ring this long before sleeping, trading host CPU for fewer guest exits. */
+extern unsigned blk_poll_us;
+
 /* Open the drive's file and build the device (nothing is attached yet).
  * Errors name the drive id and path (and the engine if io_uring fails). */
 int blk_create(struct blk_dev **out, const struct drive_config *cfg, const struct guest_mem *mem);

@@ -4,6 +4,7 @@
 #include "../api/routes.h"
 #include "../api/server.h"
 #include "../jail/seccomp.h"
+#include "../virtio/blk.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -40,6 +41,8 @@ static void usage(FILE *f)
             "  --api-sock PATH           API socket (default /run/ember.socket); a stale socket\n"
             "                            is replaced, a live one is an error\n"
             "  --http-api-max-payload-size N  largest request body in bytes (default 51200)\n"
+            "  --blk-poll-us N           after a drive's queue runs empty, poll it N us (0-1000,\n"
+            "                            default 0) before waiting for the guest's next kick\n"
             "  --config-file FILE        VM configuration (boot-source, machine-config, drives,\n"
             "                            network-interfaces, logger, metrics)\n"
             "  --no-api                  do not serve the REST API; boot from --config-file\n"
@@ -100,6 +103,7 @@ enum {
     OPT_NO_SECCOMP, /* seccomp (issue 5) */
     OPT_SECCOMP_FILTER,
     OPT_EXPORT_SECCOMP,
+    OPT_BLK_POLL_US,
 };
 
 static const struct option long_opts[] = {
@@ -121,6 +125,7 @@ static const struct option long_opts[] = {
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
     {"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
     {"export-seccomp", required_argument, NULL, OPT_EXPORT_SECCOMP},
+    {"blk-poll-us", required_argument, NULL, OPT_BLK_POLL_US},
     {NULL, 0, NULL, 0},
 };
 
@@ -325,6 +330,15 @@ int main(int argc, char **argv)
                 return fail("--http-api-max-payload-size: expected a byte count from 1024 to "
                             "16777216");
             max_payload = (size_t)v;
+            break;
+        }
+        case OPT_BLK_POLL_US: {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || errno || v > 1000)
+                return fail("--blk-poll-us: expected microseconds from 0 to 1000");
+            blk_poll_us = (unsigned)v;
             break;
         }
         default:
