@@ -650,9 +650,6 @@ out:
         if (r < 0)
             log_warn("drive %s: io_uring submit failed: %s (retried on the next event)", b->id,
                      strerror(-r));
-        /* Reads from the page cache complete inside the submit: answer them
-         * now rather than after another trip through the event loop. */
-        pushed |= async_reap(b, true);
     }
     return pushed;
 }
