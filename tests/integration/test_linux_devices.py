@@ -6,9 +6,12 @@ Ember's devices with its own drivers.
   eth0 from `ip=`, answers the host's ping over a tap in a network namespace
   the test creates, and our init writes a file to the disk that the host then
   reads back from the image (debugfs).
-- Ctrl-Alt-Del over the API: Linux boots from the initramfs, the host sends
-  SendCtrlAltDel, the kernel's keyboard driver sees it and reboots, and Ember
-  exits 0.
+- Pause, time and Ctrl-Alt-Del over the API: Linux boots from the initramfs
+  and prints its wall clock every second; a 5 s pause stops it, and after
+  the resume its clock is as far from the host's as before (kvm-clock, with
+  KVM_KVMCLOCK_CTRL on pause: no lockup or stall warnings); then
+  SendCtrlAltDel reaches the kernel's keyboard driver, Linux restarts, and
+  Ember exits 0.
 """
 import json
 import os
@@ -99,10 +102,13 @@ def test_linux_virtio_root_and_ping(ctx):
 
 
 @test("slow")
-def test_linux_api_ctrl_alt_del(ctx):
+def test_linux_api_pause_time_and_ctrl_alt_del(ctx):
+    """Linux over the API: pause 5 s and resume (the guest's clock keeps host
+    time, no lockup or stall warnings), then SendCtrlAltDel reboots it."""
     e = Ember(ctx)
     try:
-        args = linux_args(ctx, 'ember.cmd="echo ember-cad-ready; sleep 600"')
+        cmd = ("echo ember-cad-ready; while true; do echo ember-time $(date +%s); sleep 1; done")
+        args = linux_args(ctx, 'ember.cmd="%s"' % cmd)
         code, _ = e.curl("PUT", "/boot-source", {"kernel_image_path": ctx.image("vmlinux"),
                                                  "initrd_path": ctx.image("initramfs.cpio"),
                                                  "boot_args": args})
@@ -111,18 +117,52 @@ def test_linux_api_ctrl_alt_del(ctx):
         check(code == 204, "PUT /machine-config: %d" % code)
         code, body = e.curl("PUT", "/actions", {"action_type": "InstanceStart"})
         check(code == 204, "InstanceStart: %d %r" % (code, body))
-        deadline = time.monotonic() + 600
-        # The line the command prints (the kernel also echoes its command line).
-        ready = re.compile(r"^ember-cad-ready", re.M)
-        while not ready.search(e.console()) and time.monotonic() < deadline:
-            check(e.proc.poll() is None, "Ember exited early\n" + e.console()[-3000:] + e.log())
-            time.sleep(0.5)
-        check(ready.search(e.console()), "Linux did not reach user space")
+        # The lines the command prints (the kernel also echoes its command line),
+        # each paired with the host time at which it was first seen.
+        stamp = re.compile(r"^ember-time (\d+)\r?$", re.M)
+        seen = []
+
+        def watch(until_count, limit):
+            deadline = time.monotonic() + limit
+            while len(seen) < until_count and time.monotonic() < deadline:
+                check(e.proc.poll() is None, "Ember exited early\n" + e.console()[-3000:] + e.log())
+                for v in stamp.findall(e.console())[len(seen):]:
+                    seen.append((int(v), time.time()))
+                time.sleep(0.1)
+
+        watch(3, 600)
+        check(len(seen) >= 3, "Linux did not reach user space")
+        # kvm-clock gave the guest the host's wall clock at boot.
+        offsets = [g - h for g, h in seen[1:]]
+        check(all(abs(o) < 30 for o in offsets), "guest clock offsets from the host: %r" % offsets)
+
+        check(e.curl("PATCH", "/vm", {"state": "Paused"})[0] == 204, "pause")
+        n_paused = len(stamp.findall(e.console()))
+        time.sleep(5)
+        check(len(stamp.findall(e.console())) == n_paused, "the guest ran while paused")
+        for v in stamp.findall(e.console())[len(seen):]:
+            seen.append((int(v), time.time()))
+        n_before = len(seen)
+        check(e.curl("PATCH", "/vm", {"state": "Resumed"})[0] == 204, "resume")
+        watch(n_before + 3, 60)
+        check(len(seen) >= n_before + 3, "the guest did not run again after resume")
+        # Sane time: monotonic, and after the pause the guest's clock is as far
+        # from the host's as before it (not frozen by the 5 s, not thrown ahead).
+        stamps = [g for g, _ in seen]
+        check(stamps == sorted(stamps), "guest time went backwards: %r" % stamps)
+        before = max(offsets)
+        after = [g - h for g, h in seen[n_before + 1:]]
+        check(all(abs(o - before) <= 3 for o in after),
+              "guest clock offset %r before the pause, %r after" % (offsets, after))
+        for bad in ("soft lockup", "rcu_sched self-detected stall", "rcu: INFO", "hung_task"):
+            check(bad not in e.console(), "%r on the console after the pause" % bad)
+
         code, body = e.curl("PUT", "/actions", {"action_type": "SendCtrlAltDel"})
         check(code == 204, "SendCtrlAltDel: %d %r" % (code, body))
         rc = e.wait(timeout=300)
         check(rc == 0, "Ember exit status %s after Ctrl-Alt-Del\n%s\n%s" % (
             rc, e.console()[-3000:], e.log()[-2000:]))
+        check("reboot: Restarting system" in e.console(), "Linux did not restart")
         check("guest reset via i8042" in e.log(), "the guest did not reset through the i8042\n" +
               e.log()[-2000:])
     finally:
