@@ -32,6 +32,7 @@
 #include <sys/syscall.h>
 #include <termios.h>
 #include <ucontext.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the allow-lists ---- */
@@ -549,9 +550,19 @@ static size_t put_num(char *buf, size_t n, size_t cap, unsigned long v)
 }
 
 /* Async-signal-safe: only write(2), then metrics_flush (we _exit next). */
+static atomic_int sigsys_taken;
+
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
     (void)sig;
+    /* The first forbidden call reports and ends the process; a thread that
+     * faults meanwhile (two vCPUs at once) waits here for the exit. */
+    if (atomic_exchange(&sigsys_taken, 1)) {
+        for (;;) {
+            struct timespec ts = {1, 0};
+            clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+        }
+    }
     char line[256];
     size_t n = 0, cap = sizeof(line) - 1;
     long nr = si->si_syscall;
