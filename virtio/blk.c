@@ -564,7 +564,7 @@ static void chain_copy(struct virtq_chain *dst, const struct virtq_chain *src)
 
 /* Process the queue (t->lock held). Returns true if used entries were pushed
  * (the caller signals once). */
-unsigned blk_poll_us;
+unsigned blk_poll_us = BLK_POLL_US_DEFAULT;
 
 /* The ring is empty: hand back what is done (submit, reap, interrupt), then
  * keep notifications off and watch the avail ring for up to blk_poll_us, so

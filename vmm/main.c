@@ -42,7 +42,7 @@ static void usage(FILE *f)
             "                            is replaced, a live one is an error\n"
             "  --http-api-max-payload-size N  largest request body in bytes (default 51200)\n"
             "  --blk-poll-us N           after a drive's queue runs empty, poll it N us (0-1000,\n"
-            "                            default 0) before waiting for the guest's next kick\n"
+            "                            default 20; 0: off) before waiting for the guest's kick\n"
             "  --config-file FILE        VM configuration (boot-source, machine-config, drives,\n"
             "                            network-interfaces, logger, metrics)\n"
             "  --no-api                  do not serve the REST API; boot from --config-file\n"
