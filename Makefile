@@ -17,7 +17,7 @@ LIBS := -lpthread -ljson-c -luring -lseccomp
 # The sanitizer build links dynamically (STATIC empty).
 STATIC ?= -static-pie
 
-LIB_SRC := $(filter-out vmm/main.c jail/jailer.c,$(wildcard vmm/*.c boot/*.c virtio/*.c api/*.c jail/*.c))
+LIB_SRC := $(filter-out vmm/main.c jail/jailer.c jail/seccomp_gen.c,$(wildcard vmm/*.c boot/*.c virtio/*.c api/*.c jail/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
@@ -38,7 +38,19 @@ $(BUILD)/libember.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ember: $(BUILD)/obj/vmm/main.o $(BUILD)/libember.a
+# The seccomp filters are compiled at build time (seccomp-gen runs the same
+# tables through libseccomp) and linked into ember, which then installs them
+# without compiling anything at start.
+$(BUILD)/seccomp-gen: $(BUILD)/obj/jail/seccomp_gen.o $(BUILD)/libember.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(BUILD)/gen/seccomp_blob.c: $(BUILD)/seccomp-gen
+	@mkdir -p $(dir $@)
+	$< $@
+$(BUILD)/obj/gen/seccomp_blob.o: $(BUILD)/gen/seccomp_blob.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/ember: $(BUILD)/obj/vmm/main.o $(BUILD)/obj/gen/seccomp_blob.o $(BUILD)/libember.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(STATIC) -o $@ $^ $(LIBS)
 
 $(BUILD)/ember-jailer: $(BUILD)/obj/jail/jailer.o $(BUILD)/libember.a
@@ -60,7 +72,7 @@ TESTHOOKS_OBJ := $(TESTHOOKS_SRC:%.c=$(BUILD)/obj-testhooks/%.o)
 $(BUILD)/obj-testhooks/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DEMBER_TEST_HOOKS -c $< -o $@
-$(BUILD)/ember-testhooks: $(TESTHOOKS_OBJ) $(BUILD)/libember.a
+$(BUILD)/ember-testhooks: $(TESTHOOKS_OBJ) $(BUILD)/obj/gen/seccomp_blob.o $(BUILD)/libember.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 testhooks: $(BUILD)/ember-testhooks
 -include $(shell find $(BUILD)/obj-testhooks -name '*.d' 2>/dev/null)

@@ -623,6 +623,31 @@ int seccomp_log_path(const char *path)
     return 0;
 }
 
+/* The filters compiled at build time (seccomp-gen links them into `ember`);
+ * absent (weak) in unit tests and fuzzers, which compile at run time. */
+const void *ember_seccomp_blob(size_t *len) __attribute__((weak));
+
+static bool use_builtin_blob(void)
+{
+    if (!ember_seccomp_blob)
+        return false;
+    size_t len = 0;
+    const void *blob = ember_seccomp_blob(&len);
+    const struct sock_filter *p[SECCOMP_KIND_COUNT];
+    unsigned lens[SECCOMP_KIND_COUNT];
+    if (seccomp_parse(blob, len, p, lens)) {
+        /* Made from other tables (cannot happen with the Makefile's rules):
+         * compile this build's own. */
+        log_debug("seccomp: built-in filters unusable (%s); compiling", err_msg());
+        return false;
+    }
+    for (int k = 0; k < SECCOMP_KIND_COUNT; k++) {
+        progs[k] = (struct sock_filter *)p[k];
+        prog_lens[k] = lens[k];
+    }
+    return true;
+}
+
 int seccomp_setup(bool enable, const char *filter_file)
 {
     enabled = enable;
@@ -658,7 +683,7 @@ int seccomp_setup(bool enable, const char *filter_file)
         }
         for (int k = 0; k < SECCOMP_KIND_COUNT; k++)
             progs[k] = (struct sock_filter *)p[k];
-    } else {
+    } else if (!use_builtin_blob()) {
         for (int k = 0; k < SECCOMP_KIND_COUNT; k++) {
             int rc = seccomp_compile((enum seccomp_kind)k, &progs[k], &prog_lens[k]);
             if (rc)
