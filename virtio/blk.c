@@ -579,20 +579,7 @@ static bool blk_poll(struct blk_dev *b, bool *pushed)
     if (*pushed)
         vmmio_signal_used(&b->t, 0);
     *pushed = false;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    uint64_t end = now + (uint64_t)blk_poll_us * 1000u;
-    while (now < end) {
-        for (int i = 0; i < 64; i++) {
-            if (virtq_has_avail(q))
-                return true;
-            __builtin_ia32_pause();
-        }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    }
-    return false;
+    return virtq_poll_avail(q, blk_poll_us);
 }
 
 static bool blk_run(struct blk_dev *b)

@@ -132,6 +132,8 @@ static void update_tap_events(struct net_dev *n)
     n->tap_events = ev;
 }
 
+unsigned net_poll_us = NET_POLL_US_DEFAULT;
+
 /* ---- RX ---- */
 
 /* Make sure rx_chain holds a popped chain able to take a header. Returns true
@@ -151,6 +153,15 @@ static bool rx_get_chain(struct net_dev *n, bool *pushed)
             }
             n->rx_have_chain = true;
         } else if (rc == 0) {
+            /* Frames are waiting: hand back what is done and give the
+             * driver net_poll_us to refill before asking it to kick. */
+            if (net_poll_us) {
+                if (*pushed)
+                    vmmio_signal_used(&n->t, RXQ);
+                *pushed = false;
+                if (virtq_poll_avail(q, net_poll_us))
+                    continue;
+            }
             virtq_notify_enable(q);
             if (virtq_has_avail(q))
                 continue;
@@ -345,13 +356,26 @@ static void tx_process(struct net_dev *n)
     }
     bool pushed = false;
     struct iovec iov[VIRTQ_MAX_SIZE];
+    if (net_poll_us)
+        virtq_notify_disable(q); /* while we work (and poll), no kicks needed */
     for (;;) {
         if (!n->tx_pending) {
             if (rl_is_blocked(&n->tx_rl))
                 break;
             int rc = virtq_pop(q, &n->tx_chain);
-            if (rc == 0)
+            if (rc == 0) {
+                if (!net_poll_us)
+                    break;
+                if (pushed)
+                    vmmio_signal_used(&n->t, TXQ);
+                pushed = false;
+                if (virtq_poll_avail(q, net_poll_us))
+                    continue;
+                virtq_notify_enable(q);
+                if (virtq_has_avail(q))
+                    continue;
                 break;
+            }
             if (rc == -EBADMSG) { /* counted by virtq_pop */
                 virtq_push(q, n->tx_chain.head, 0);
                 pushed = true;

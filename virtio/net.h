@@ -38,6 +38,12 @@
 
 struct net_dev;
 
+/* Busy-poll budget (--net-poll-us; 0 turns it off): when the RX ring runs
+ * out of buffers while frames wait, or the TX ring runs empty, the main
+ * thread watches the ring this long before asking the driver to kick. */
+#define NET_POLL_US_DEFAULT 20
+extern unsigned net_poll_us;
+
 /* Open the tap and build the device; errors name the iface id and tap. */
 int net_create(struct net_dev **out, const struct net_config *cfg, const struct guest_mem *mem);
 void net_destroy(struct net_dev *n);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 /* Guest-visible layouts (little-endian; Ember runs on x86_64 hosts). */
 struct vring_desc {
@@ -302,6 +303,27 @@ bool virtq_has_avail(const struct virtq *q)
     if (!q->avail || q->broken)
         return false;
     return load16(u16_at(q->avail, AVAIL_IDX), __ATOMIC_ACQUIRE) != q->last_avail;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool virtq_poll_avail(const struct virtq *q, unsigned us)
+{
+    uint64_t now = mono_ns(), end = now + (uint64_t)us * 1000u;
+    while (now < end) {
+        for (int i = 0; i < 64; i++) {
+            if (virtq_has_avail(q))
+                return true;
+            __builtin_ia32_pause();
+        }
+        now = mono_ns();
+    }
+    return false;
 }
 
 static uint64_t chain_copy(const struct virtq_chain *c, bool write, uint64_t off, uint8_t *buf,

@@ -104,6 +104,11 @@ void virtq_notify_disable(struct virtq *q);
 /* True if the driver has made chains available that we have not popped. */
 bool virtq_has_avail(const struct virtq *q);
 
+/* Busy-wait up to `us` microseconds for virtq_has_avail() (notifications are
+ * left as they are: the caller keeps them off so the driver need not kick).
+ * True as soon as the driver adds a chain. */
+bool virtq_poll_avail(const struct virtq *q, unsigned us);
+
 /* Copy helpers over a chain's segments: gather `len` bytes starting at byte
  * `off` of the readable side into dst / scatter src into the writable side.
  * Return the number of bytes copied (less if the side is shorter). */

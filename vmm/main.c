@@ -5,6 +5,7 @@
 #include "../api/server.h"
 #include "../jail/seccomp.h"
 #include "../virtio/blk.h"
+#include "../virtio/net.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -32,41 +33,44 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: ember [--api-sock PATH] [--config-file FILE [--no-api]] [options]\n"
-            "\n"
-            "Runs one microVM, configured over Firecracker's REST API on a Unix socket\n"
-            "and/or from Firecracker's JSON configuration format.\n"
-            "\n"
-            "  --api-sock PATH           API socket (default /run/ember.socket); a stale socket\n"
-            "                            is replaced, a live one is an error\n"
-            "  --http-api-max-payload-size N  largest request body in bytes (default 51200)\n"
-            "  --blk-poll-us N           after a drive's queue runs empty, poll it N us (0-1000,\n"
-            "                            default 20; 0: off) before waiting for the guest's kick\n"
-            "  --config-file FILE        VM configuration (boot-source, machine-config, drives,\n"
-            "                            network-interfaces, logger, metrics)\n"
-            "  --no-api                  do not serve the REST API; boot from --config-file\n"
-            "                            (with the API, --config-file pre-configures and starts)\n"
-            "  --id ID                   instance id used in log lines (default anonymous-instance)\n"
-            "  --boot-protocol P         auto (default), pvh or linux64: how to enter an ELF kernel\n"
-            "  --cpu-template FILE       CPU template JSON (cpuid_modifiers, msr_modifiers)\n"
-            "  --boot-timer              accepted for Firecracker compatibility (port 0x3f0 is\n"
-            "                            always on)\n"
-            "  --metrics-path PATH       write metrics lines (JSON) to PATH (file or FIFO)\n"
-            "  --log-path PATH           write log lines to PATH (file or FIFO) instead of stderr\n"
-            "  --level LEVEL             Error, Warning, Info (default), Debug, Trace or Off\n"
-            "  --show-level              include the level in log lines\n"
-            "  --show-log-origin         include file:line in log lines\n"
-            "  --no-seccomp              do not install the seccomp filters (not for production)\n"
-            "  --seccomp-filter FILE     use the filters in FILE (from --export-seccomp of this\n"
-            "                            build) instead of the built-in ones\n"
-            "  --export-seccomp FILE     write this build's seccomp filters to FILE and exit\n"
-            "  --version                 print the version and exit\n"
-            "  --help                    this text\n"
-            "\n"
-            "Exit status: 0 guest reset/reboot, 1 bad configuration or setup error, 2 unexpected\n"
-            "VMM error, 3 guest triple fault, 4 KVM could not run the guest, 5 guest kernel panic,\n"
-            "148 a thread made a syscall its seccomp filter forbids.\n");
+    fprintf(
+        f,
+        "Usage: ember [--api-sock PATH] [--config-file FILE [--no-api]] [options]\n"
+        "\n"
+        "Runs one microVM, configured over Firecracker's REST API on a Unix socket\n"
+        "and/or from Firecracker's JSON configuration format.\n"
+        "\n"
+        "  --api-sock PATH           API socket (default /run/ember.socket); a stale socket\n"
+        "                            is replaced, a live one is an error\n"
+        "  --http-api-max-payload-size N  largest request body in bytes (default 51200)\n"
+        "  --blk-poll-us N           after a drive's queue runs empty, poll it N us (0-1000,\n"
+        "                            default 20; 0: off) before waiting for the guest's kick\n"
+        "  --net-poll-us N           the same for an interface's RX (out of buffers) and TX\n"
+        "                            queues (0-1000, default 20; 0: off)\n"
+        "  --config-file FILE        VM configuration (boot-source, machine-config, drives,\n"
+        "                            network-interfaces, logger, metrics)\n"
+        "  --no-api                  do not serve the REST API; boot from --config-file\n"
+        "                            (with the API, --config-file pre-configures and starts)\n"
+        "  --id ID                   instance id used in log lines (default anonymous-instance)\n"
+        "  --boot-protocol P         auto (default), pvh or linux64: how to enter an ELF kernel\n"
+        "  --cpu-template FILE       CPU template JSON (cpuid_modifiers, msr_modifiers)\n"
+        "  --boot-timer              accepted for Firecracker compatibility (port 0x3f0 is\n"
+        "                            always on)\n"
+        "  --metrics-path PATH       write metrics lines (JSON) to PATH (file or FIFO)\n"
+        "  --log-path PATH           write log lines to PATH (file or FIFO) instead of stderr\n"
+        "  --level LEVEL             Error, Warning, Info (default), Debug, Trace or Off\n"
+        "  --show-level              include the level in log lines\n"
+        "  --show-log-origin         include file:line in log lines\n"
+        "  --no-seccomp              do not install the seccomp filters (not for production)\n"
+        "  --seccomp-filter FILE     use the filters in FILE (from --export-seccomp of this\n"
+        "                            build) instead of the built-in ones\n"
+        "  --export-seccomp FILE     write this build's seccomp filters to FILE and exit\n"
+        "  --version                 print the version and exit\n"
+        "  --help                    this text\n"
+        "\n"
+        "Exit status: 0 guest reset/reboot, 1 bad configuration or setup error, 2 unexpected\n"
+        "VMM error, 3 guest triple fault, 4 KVM could not run the guest, 5 guest kernel panic,\n"
+        "148 a thread made a syscall its seccomp filter forbids.\n");
 }
 
 static int parse_level(const char *s, enum log_level *out)
@@ -104,6 +108,7 @@ enum {
     OPT_SECCOMP_FILTER,
     OPT_EXPORT_SECCOMP,
     OPT_BLK_POLL_US,
+    OPT_NET_POLL_US,
 };
 
 static const struct option long_opts[] = {
@@ -126,6 +131,7 @@ static const struct option long_opts[] = {
     {"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
     {"export-seccomp", required_argument, NULL, OPT_EXPORT_SECCOMP},
     {"blk-poll-us", required_argument, NULL, OPT_BLK_POLL_US},
+    {"net-poll-us", required_argument, NULL, OPT_NET_POLL_US},
     {NULL, 0, NULL, 0},
 };
 
@@ -332,13 +338,16 @@ int main(int argc, char **argv)
             max_payload = (size_t)v;
             break;
         }
-        case OPT_BLK_POLL_US: {
+        case OPT_BLK_POLL_US:
+        case OPT_NET_POLL_US: {
             char *end;
             errno = 0;
             unsigned long long v = strtoull(optarg, &end, 10);
+            bool blk = c == OPT_BLK_POLL_US;
             if (*optarg < '0' || *optarg > '9' || *end || errno || v > 1000)
-                return fail("--blk-poll-us: expected microseconds from 0 to 1000");
-            blk_poll_us = (unsigned)v;
+                return fail(blk ? "--blk-poll-us: expected microseconds from 0 to 1000"
+                                : "--net-poll-us: expected microseconds from 0 to 1000");
+            *(blk ? &blk_poll_us : &net_poll_us) = (unsigned)v;
             break;
         }
         default:

@@ -177,14 +177,15 @@ def test_blk_durability_sigkill(ctx):
 
 @test("fast")
 def test_blk_poll_us(ctx):
-    """--blk-poll-us: the main thread polls the ring after it runs empty; the data
-    and the completions are the same, and far fewer kicks reach Ember than with
-    --blk-poll-us 0 (every batch of requests kicked)."""
+    """--blk-poll-us: off (0) and on (200 us), a QD32 run reads the right data
+    and completes every request; an out-of-range value is refused. (That a
+    request added while the device polls is served without a kick is
+    test_blk's test_poll_serves_without_kick; kick counts depend on
+    scheduling, so they are benchmark figures, not assertions.)"""
     img = make_image(ctx, "p.img", 4096, seed=11)
     cfg = guest_config(ctx.guest("guest-pvh.elf"), mem_mib=256, boot_args="quiet smp=0 vio-event-idx "
                        "blk-read=0,11 blk-bench=0,0,32,20000 blk-read=0,11")
     cfg["drives"] = [drive("d0", img, engine="Async")]
-    kicks = {}
     for poll in ("0", "200"):
         metrics = os.path.join(ctx.workdir, "m%s.json" % poll)
         res = run_ember(ctx, cfg, args=["--blk-poll-us", poll, "--metrics-path", metrics],
@@ -193,9 +194,7 @@ def test_blk_poll_us(ctx):
         check(res.lines("blk0").count("read-check ok sectors=4096") == 2, "reads", res)
         check("bench-end: blk randread ops=20000 bytes=81920000 errors=0" in res.out, "qd32", res)
         lines = [json.loads(l) for l in open(metrics)]
-        kicks[poll] = sum(l["block"]["queue_event_count"] for l in lines)
         reads = sum(l["block"]["read_count"] for l in lines)
         check(reads >= 20000, "reads counted: %d" % reads, res)
-    check(kicks["200"] < 20000 / 64 < kicks["0"], "kicks with/without polling: %r" % kicks)
     bad = run_ember(ctx, cfg, args=["--blk-poll-us", "5000"], name="bad")
     check(bad.rc == 1 and "--blk-poll-us" in bad.err, "out-of-range --blk-poll-us accepted", bad)

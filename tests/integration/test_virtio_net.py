@@ -239,6 +239,40 @@ def test_net_rx_ring_exhaustion_loses_nothing(ctx):
     run_rx_stall(ctx)
 
 
+@test("fast")
+def test_net_poll_us(ctx):
+    """--net-poll-us: off (0) and on (200 us), the guest's burst of 20,000
+    datagrams all reaches the tap, and the guest's RX still works (it answers
+    ARP first); an out-of-range value is refused."""
+    import json
+    for poll in ("0", "200"):
+        with NetNS() as ns:
+            cfg = guest_config(ctx.guest("guest-pvh.elf"), boot_args="quiet smp=0 net-ip=%s "
+                               "net-peer=%s net-tx=20000,%d,64" % (GUEST_IP, HOST_IP, COUNT_PORT))
+            cfg["network-interfaces"] = [{"iface_id": "n0", "host_dev_name": ns.tap,
+                                          "guest_mac": GUEST_MAC}]
+            path = os.path.join(ctx.workdir, "vm%s.json" % poll)
+            metrics = os.path.join(ctx.workdir, "m%s.json" % poll)
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            g = Guest(ns.prefix() + [ctx.ember, "--no-api", "--config-file", path, "--net-poll-us",
+                                     poll, "--metrics-path", metrics], cwd=ctx.workdir)
+            try:
+                end = g.wait_line("bench-end: net tx", timeout=60)
+                check("frames=20000 " in end, "guest sent: %r\n%s" % (end, g.describe()))
+                rc = g.finish()
+                check(rc == 0, "exit status %s\n%s" % (rc, g.describe()))
+            finally:
+                g.kill()
+            lines = [json.loads(l) for l in open(metrics)]
+            sent = sum(l["net"]["tx_packets_count"] for l in lines)
+            check(sent >= 20000, "frames written to the tap: %d" % sent)
+    bad = subprocess.run([ctx.ember, "--no-api", "--config-file", path, "--net-poll-us", "1001"],
+                         capture_output=True, text=True)
+    check(bad.returncode == 1 and "--net-poll-us" in bad.stderr, "out-of-range --net-poll-us: %r"
+          % bad.stderr)
+
+
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser()

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -890,6 +891,48 @@ static void test_reset_in_flight_async(void **state)
     h_teardown(&h);
 }
 
+/* Polling (--blk-poll-us): a request the driver adds while the device polls
+ * its emptied ring is served within the same kick. */
+struct later {
+    struct h *h;
+    struct req r;
+};
+
+static void *add_later(void *arg)
+{
+    struct later *l = arg;
+    usleep(20000);
+    l->r = add_req(l->h, VIRTIO_BLK_T_IN, 3, 512, true);
+    return NULL;
+}
+
+static void test_poll_serves_without_kick(void **state)
+{
+    (void)state;
+    struct h h;
+    h_setup(&h, "poll", false, CACHE_WRITEBACK, IO_ENGINE_SYNC);
+    struct req a = add_req(&h, VIRTIO_BLK_T_IN, 1, 512, true);
+    struct later l = {.h = &h};
+    pthread_t th;
+    blk_poll_us = 500000; /* 0.5 s: far longer than the 20 ms the driver takes */
+    assert_int_equal(pthread_create(&th, NULL, add_later, &l), 0);
+    kick(&h); /* one kick */
+    pthread_join(th, NULL);
+    blk_poll_us = 0;
+    assert_int_equal((uint16_t)(used_idx(&h) - h.used_seen), 2);
+    uint16_t head;
+    uint32_t len;
+    next_used(&h, &head, &len);
+    assert_int_equal(head, a.head);
+    next_used(&h, &head, &len);
+    assert_int_equal(head, l.r.head);
+    assert_int_equal(len, 513);
+    assert_int_equal(*host(&h, a.status), VIRTIO_BLK_S_OK);
+    assert_int_equal(*host(&h, l.r.status), VIRTIO_BLK_S_OK);
+    assert_int_equal(host(&h, l.r.data)[0], pattern(3 * 512));
+    h_teardown(&h);
+}
+
 /* Pure parser: hand-built chains. */
 static void test_parse(void **state)
 {
@@ -958,6 +1001,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit_async),
         cmocka_unit_test(test_reset_in_flight_async),
         cmocka_unit_test(test_event_loop_async),
+        cmocka_unit_test(test_poll_serves_without_kick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,7 +16,10 @@
 #include "../../virtio/virtq.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define RAM (1u << 20)
 #define DESC 0x1000u
@@ -653,6 +656,36 @@ static void test_avail_jump_and_bad_head(void **state)
     assert_int_equal(virtq_pop(&q, &ch), 0);
 }
 
+/* virtq_poll_avail: false once the budget is spent with nothing offered;
+ * true as soon as the driver (another thread here) offers a chain. */
+static void *offer_later(void *arg)
+{
+    (void)arg;
+    usleep(20000);
+    offer(0);
+    return NULL;
+}
+
+static void test_poll_avail(void **state)
+{
+    (void)state;
+    setup_queue(8, false);
+    desc(0, BUF, 64, 0, 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_false(virtq_poll_avail(&q, 2000));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    assert_true(us >= 2000); /* it waited its budget */
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, offer_later, NULL), 0);
+    assert_true(virtq_poll_avail(&q, 5000000)); /* 5 s budget, offered after 20 ms */
+    pthread_join(th, NULL);
+    assert_int_equal(virtq_pop(&q, &ch), 1);
+    assert_int_equal(ch.head, 0);
+    assert_false(virtq_poll_avail(&q, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -671,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_zero_length_and_order),
         cmocka_unit_test(test_length_overflow),
         cmocka_unit_test(test_avail_jump_and_bad_head),
+        cmocka_unit_test(test_poll_avail),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
