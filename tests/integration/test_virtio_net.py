@@ -273,6 +273,51 @@ def test_net_poll_us(ctx):
           % bad.stderr)
 
 
+@test("fast")
+def test_net_two_interfaces_and_a_drive(ctx):
+    """Several devices per VM: a drive and two interfaces (slots 0xd0000000..,
+    GSIs 5, 6, 7). The guest probes both NICs with their own MAC and MTU from
+    config space, answers the host's ping on the first, and reads the drive."""
+    import json
+    with NetNS() as ns:
+        ns_run = ["ip", "-n", ns.name]
+        subprocess.run(ns_run + ["tuntap", "add", "dev", "tap1", "mode", "tap"], check=True)
+        subprocess.run(ns_run + ["link", "set", "tap1", "up"], check=True)
+        img = os.path.join(ctx.workdir, "d.img")
+        with open(img, "wb") as f:  # the guest's pattern: sector s holds <s, seed> x 32
+            f.write(b"".join(struct.pack("<QQ", s, 77) * 32 for s in range(2048)))
+        cfg = guest_config(ctx.guest("guest-pvh.elf"), boot_args="smp=0 net-ip=%s net-echo=%d "
+                           "net-timeout=60 blk-read=0,77" % (GUEST_IP, ECHO_PORT))
+        cfg["drives"] = [{"drive_id": "d0", "path_on_host": img, "is_root_device": False,
+                          "is_read_only": True}]
+        cfg["network-interfaces"] = [
+            {"iface_id": "n0", "host_dev_name": ns.tap, "guest_mac": GUEST_MAC},
+            {"iface_id": "n1", "host_dev_name": "tap1", "guest_mac": "06:00:ac:10:01:09",
+             "mtu": 1400}]
+        path = os.path.join(ctx.workdir, "vm.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        g = Guest(ns.prefix() + [ctx.ember, "--no-api", "--config-file", path], cwd=ctx.workdir)
+        try:
+            g.wait_line("net0: ready")
+            cmdline = [l for l in g.out if l.startswith("cmdline:")]
+            check(cmdline and all("virtio_mmio.device=4K@0x%x:%d" % (0xd0000000 + 0x1000 * i, 5 + i)
+                                  in cmdline[0] for i in range(3)), "device entries: %r" % cmdline)
+            n1 = [l for l in g.out if l.startswith("net1: mac=")]
+            check(n1 and "mac=6:0:ac:10:1:9 " in n1[0] and "mtu=1400 " in n1[0],
+                  "second NIC's config space: %r\n%s" % (n1, g.describe()))
+            ping = ns.exec(["ping", "-c", "3", "-i", "0.2", "-W", "5", GUEST_IP], timeout=60)
+            check(ping.returncode == 0, "ping over the first NIC failed\n" + g.describe())
+            ns.exec([sys.executable, "-c", UDP_SENDER, GUEST_IP, str(ECHO_PORT), "10", "echo"],
+                    timeout=60)
+            rc = g.finish()
+            check(rc == 0, "exit status %s\n%s" % (rc, g.describe()))
+            check(any(l.startswith("blk0: read-check ok") for l in g.out),
+                  "the drive next to the NICs\n" + g.describe())
+        finally:
+            g.kill()
+
+
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser()
