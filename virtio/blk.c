@@ -830,6 +830,12 @@ void blk_async_complete(struct blk_dev *b)
         if (b->engine_blocked && b->n_free && b->t.activated) {
             b->engine_blocked = false;
             pushed |= blk_run(b);
+        } else if (pushed && blk_poll_us && b->t.activated) {
+            /* The guest is likely to answer a completion with its next
+             * request: hand the completions back and poll for it (blk_run
+             * signals before it polls) rather than wait for a kick. */
+            vmmio_signal_used(&b->t, 0);
+            pushed = blk_run(b);
         }
         if (pushed)
             vmmio_signal_used(&b->t, 0);
