@@ -798,7 +798,6 @@ int net_attach(struct net_dev *n, struct evloop *ev)
 
 int net_update(struct net_dev *n, const struct rate_limiter *rx, const struct rate_limiter *tx)
 {
-    pthread_mutex_lock(&n->t.lock);
     int rc = 0;
     if (rx)
         rc = rl_update(&n->rx_rl, rx);
@@ -812,6 +811,5 @@ int net_update(struct net_dev *n, const struct rate_limiter *rx, const struct ra
     rx_process(n);
     tx_process(n);
     update_tap_events(n);
-    pthread_mutex_unlock(&n->t.lock);
     return rc;
 }

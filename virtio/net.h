@@ -51,7 +51,8 @@ struct virtio_mmio *net_transport(struct net_dev *n);
 /* Register the tap fd and rate-limiter timers on the main loop. */
 int net_attach(struct net_dev *n, struct evloop *ev);
 /* PATCH /network-interfaces after boot: replace the rate limiters (NULL:
- * keep that one). Throttled queues are re-polled. */
+ * keep that one). Throttled queues are re-polled. With t->lock held, as
+ * blk_update(). */
 int net_update(struct net_dev *n, const struct rate_limiter *rx, const struct rate_limiter *tx);
 /* Process the tap's readable side now (what the loop does on EPOLLIN; takes
  * t->lock). For tests, and harmless at any time. */

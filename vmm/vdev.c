@@ -28,7 +28,8 @@ static int place(struct vm *vm, struct vdev *d)
     struct bus_range r = {t->base, VIRTIO_MMIO_SLOT, t, &t->lock, vmmio_bus_read, vmmio_bus_write};
     int rc = bus_register(&vm->mmio, &r);
     if (rc)
-        return err_set(rc, "%s %s: cannot register its MMIO window", d->is_net ? "network-interfaces" : "drives", d->id);
+        return err_set(rc, "%s %s: cannot register its MMIO window",
+                       d->is_net ? "network-interfaces" : "drives", d->id);
     for (unsigned q = 0; q < t->n_queues; q++) {
         int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (fd < 0)
@@ -53,7 +54,8 @@ static int place(struct vm *vm, struct vdev *d)
 static int add_drive(struct vm *vm, const struct drive_config *dc)
 {
     if (vm->n_vdevs >= VDEV_MAX)
-        return err_set(-ENOSPC, "drives %s: at most %d virtio devices per VM", dc->drive_id, VDEV_MAX);
+        return err_set(-ENOSPC, "drives %s: at most %d virtio devices per VM", dc->drive_id,
+                       VDEV_MAX);
     struct vdev *d = &vm->vdevs[vm->n_vdevs];
     memset(d, 0, sizeof(*d));
     int rc = blk_create(&d->blk, dc, &vm->mem);
@@ -92,7 +94,8 @@ int vdev_create_all(struct vm *vm, const struct vm_config *cfg)
 {
     int rc;
     if (cfg->n_drives + cfg->n_nets > VDEV_MAX)
-        return err_set(-EINVAL, "drives + network-interfaces: at most %d virtio devices per VM, got %d",
+        return err_set(-EINVAL,
+                       "drives + network-interfaces: at most %d virtio devices per VM, got %d",
                        VDEV_MAX, cfg->n_drives + cfg->n_nets);
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < cfg->n_drives; i++)
@@ -182,7 +185,8 @@ static struct vdev *find(struct vm *vm, const char *id, bool is_net)
     return NULL;
 }
 
-int vdev_update_drive(struct vm *vm, const char *id, const char *path, const struct rate_limiter *rl)
+int vdev_update_drive(struct vm *vm, const char *id, const char *path,
+                      const struct rate_limiter *rl)
 {
     struct vdev *d = find(vm, id, false);
     if (!d)
@@ -199,6 +203,8 @@ int vdev_update_net(struct vm *vm, const char *id, const struct rate_limiter *rx
     struct vdev *d = find(vm, id, true);
     if (!d)
         return err_set(-ENOENT, "network-interfaces/%s: no such interface", id);
-    /* net_update() takes the transport's lock itself (a non-recursive mutex). */
-    return net_update(d->net, rx, tx);
+    pthread_mutex_lock(&d->t->lock);
+    int rc = net_update(d->net, rx, tx);
+    pthread_mutex_unlock(&d->t->lock);
+    return rc;
 }
