@@ -22,7 +22,8 @@
 #define EMBER_VERSION "0.1.0"
 #endif
 
-static int fault(char **body, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fault(char **body, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fault(char **body, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -214,8 +215,9 @@ static int put_device(struct api_vmm *a, const struct http_request *req, const c
         return fault(body, 400, "%s", err_msg());
     const char *body_id = is_drive ? d.drive_id : n.iface_id;
     if (strcmp(body_id, id) != 0) {
-        int st = fault(body, 400, "%s: the id in the path (%s) differs from the id in the body (%s)",
-                       what, id, body_id);
+        int st =
+            fault(body, 400, "%s: the id in the path (%s) differs from the id in the body (%s)",
+                  what, id, body_id);
         if (is_drive)
             config_drive_free(&d);
         else
@@ -350,8 +352,9 @@ static int put_actions(struct api_vmm *a, const struct http_request *req, char *
         if (a->started)
             return fault(body, 400, "InstanceStart: the microVM is already running");
         if (!a->cfg.has_boot_source)
-            return fault(body, 400, "InstanceStart: boot-source is not configured "
-                                    "(PUT /boot-source first)");
+            return fault(body, 400,
+                         "InstanceStart: boot-source is not configured "
+                         "(PUT /boot-source first)");
         if (a->start(a) < 0)
             return fault(body, 400, "InstanceStart: %s", err_msg());
         a->started = true;
@@ -370,8 +373,10 @@ static int put_actions(struct api_vmm *a, const struct http_request *req, char *
         return 204;
     }
     err_clear();
-    return fault(body, 400, "actions.action_type: unknown action '%s' (InstanceStart, "
-                            "SendCtrlAltDel, FlushMetrics)", action);
+    return fault(body, 400,
+                 "actions.action_type: unknown action '%s' (InstanceStart, "
+                 "SendCtrlAltDel, FlushMetrics)",
+                 action);
 }
 
 static int patch_vm(struct api_vmm *a, const struct http_request *req, char **body)
@@ -403,9 +408,12 @@ static int patch_vm(struct api_vmm *a, const struct http_request *req, char **bo
 static const struct {
     const char *prefix, *what;
 } unsupported[] = {
-    {"/balloon", "a balloon device"},   {"/vsock", "a vsock device"},
-    {"/entropy", "an entropy device"},  {"/mmds", "MMDS"},
-    {"/pmem", "pmem devices"},          {"/hotplug", "device hotplug"},
+    {"/balloon", "a balloon device"},
+    {"/vsock", "a vsock device"},
+    {"/entropy", "an entropy device"},
+    {"/mmds", "MMDS"},
+    {"/pmem", "pmem devices"},
+    {"/hotplug", "device hotplug"},
     {"/cpu-config", "runtime CPU configuration (use --cpu-template)"},
     {"/snapshot", "snapshots (not yet)"},
     {"/memory-hotplug", "memory hotplug"},
@@ -435,10 +443,10 @@ static int api_route_inner(void *opaque, const struct http_request *req, char **
     enum http_method m = req->method;
     *body = NULL;
     err_clear();
-#define ALLOW(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            return fault(body, 405, "method %s is not allowed on %s", req->method_name, p);      \
+#define ALLOW(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            return fault(body, 405, "method %s is not allowed on %s", req->method_name, p);        \
     } while (0)
 
     for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)

@@ -99,7 +99,7 @@ struct virtio_mmio {
     /* Placement and wiring, set by vm.c. */
     uint64_t base; /* guest-physical base of the 4 KiB window */
     unsigned gsi;
-    int irq_fd;                           /* eventfd behind KVM_IRQFD */
+    int irq_fd;                          /* eventfd behind KVM_IRQFD */
     int kick_fd[VIRTIO_MMIO_MAX_QUEUES]; /* ioeventfds, datamatch = queue index */
     const struct guest_mem *mem;
 

@@ -39,7 +39,7 @@ struct virtq_seg {
 struct virtq_chain {
     uint16_t head; /* descriptor index to hand back with virtq_push() */
     unsigned n_seg;
-    unsigned n_out; /* segments [0, n_out) are readable, [n_out, n_seg) writable */
+    unsigned n_out;           /* segments [0, n_out) are readable, [n_out, n_seg) writable */
     uint64_t out_len, in_len; /* byte totals of each side */
     struct virtq_seg seg[VIRTQ_MAX_SIZE];
 };
@@ -113,6 +113,7 @@ bool virtq_poll_avail(const struct virtq *q, unsigned us);
  * `off` of the readable side into dst / scatter src into the writable side.
  * Return the number of bytes copied (less if the side is shorter). */
 uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst, uint64_t len);
-uint64_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *src, uint64_t len);
+uint64_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *src,
+                           uint64_t len);
 
 #endif

@@ -52,12 +52,12 @@ void metrics_close(void)
     metrics_fd = -1;
 }
 
-#define DELTA(f)                                                                                  \
-    ({                                                                                            \
-        uint64_t now_ = atomic_load_explicit(&metrics.f, memory_order_relaxed);                   \
-        uint64_t d_ = now_ - last.f;                                                              \
-        last.f = now_;                                                                            \
-        (unsigned long long)d_;                                                                   \
+#define DELTA(f)                                                                                   \
+    ({                                                                                             \
+        uint64_t now_ = atomic_load_explicit(&metrics.f, memory_order_relaxed);                    \
+        uint64_t d_ = now_ - last.f;                                                               \
+        last.f = now_;                                                                             \
+        (unsigned long long)d_;                                                                    \
     })
 
 int metrics_flush(void)
@@ -86,8 +86,7 @@ int metrics_flush(void)
         DELTA(api_request_errors), DELTA(exit_io_in), DELTA(exit_io_out), DELTA(exit_mmio_read),
         DELTA(exit_mmio_write), DELTA(vcpu_failures), DELTA(i8042_reset_count),
         DELTA(i8042_ctrl_alt_del), DELTA(uart_write_count), DELTA(uart_read_count),
-        DELTA(uart_rate_limiter_dropped_bytes),
-        DELTA(pause_count), DELTA(resume_count),
+        DELTA(uart_rate_limiter_dropped_bytes), DELTA(pause_count), DELTA(resume_count),
         (unsigned long long)atomic_load(&metrics.pause_latency_us),
         (unsigned long long)atomic_load(&metrics.resume_latency_us), DELTA(seccomp_num_faults),
         (unsigned long long)log_dropped(), DELTA(missed_metrics_count));
@@ -95,11 +94,12 @@ int metrics_flush(void)
         return -EOVERFLOW;
     /* Device groups: "block":{...},"net":{...},"virtio":{...}. */
     const char *group = NULL;
-#define X(g, name)                                                                                \
-    if (n < (int)sizeof(line))                                                                    \
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s\"%s\":%llu",                        \
-                      group && !strcmp(group, #g) ? "," : (group ? "},\"" #g "\":{" : ",\"" #g "\":{"), \
-                      #name, DELTA(g##_##name));                                                    \
+#define X(g, name)                                                                                 \
+    if (n < (int)sizeof(line))                                                                     \
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s\"%s\":%llu",                         \
+                      group && !strcmp(group, #g) ? ","                                            \
+                                                  : (group ? "},\"" #g "\":{" : ",\"" #g "\":{"),  \
+                      #name, DELTA(g##_##name));                                                   \
     group = #g;
     METRICS_DEVICE_COUNTERS(X)
 #undef X

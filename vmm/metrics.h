@@ -15,37 +15,37 @@
 /* Device counters (Firecracker's "block" and "net" groups, summed over all
  * drives / interfaces, plus Ember's "virtio" transport group), reported as
  * deltas: METRIC_INC(block_read_count) and so on. */
-#define METRICS_DEVICE_COUNTERS(X)                                                                \
-    X(block, activate_fails)                                                                      \
-    X(block, cfg_fails)                                                                           \
-    X(block, queue_event_count)                                                                   \
-    X(block, read_count)                                                                          \
-    X(block, write_count)                                                                         \
-    X(block, flush_count)                                                                         \
-    X(block, get_id_count)                                                                        \
-    X(block, read_bytes)                                                                          \
-    X(block, write_bytes)                                                                         \
-    X(block, invalid_reqs_count)                                                                  \
-    X(block, execute_fails)                                                                       \
-    X(block, rate_limiter_throttled_events)                                                       \
-    X(block, update_count)                                                                        \
-    X(block, io_engine_throttled_events)                                                          \
-    X(net, activate_fails)                                                                        \
-    X(net, cfg_fails)                                                                             \
-    X(net, rx_queue_event_count)                                                                  \
-    X(net, tx_queue_event_count)                                                                  \
-    X(net, rx_packets_count)                                                                      \
-    X(net, tx_packets_count)                                                                      \
-    X(net, rx_bytes_count)                                                                        \
-    X(net, tx_bytes_count)                                                                        \
-    X(net, tap_read_fails)                                                                        \
-    X(net, tap_write_fails)                                                                       \
-    X(net, tx_malformed_frames)                                                                   \
-    X(net, rx_rate_limiter_throttled)                                                             \
-    X(net, tx_rate_limiter_throttled)                                                             \
-    X(net, rx_partial_writes)                                                                     \
-    X(virtio, bad_chains)                                                                         \
-    X(virtio, needs_reset)                                                                        \
+#define METRICS_DEVICE_COUNTERS(X)                                                                 \
+    X(block, activate_fails)                                                                       \
+    X(block, cfg_fails)                                                                            \
+    X(block, queue_event_count)                                                                    \
+    X(block, read_count)                                                                           \
+    X(block, write_count)                                                                          \
+    X(block, flush_count)                                                                          \
+    X(block, get_id_count)                                                                         \
+    X(block, read_bytes)                                                                           \
+    X(block, write_bytes)                                                                          \
+    X(block, invalid_reqs_count)                                                                   \
+    X(block, execute_fails)                                                                        \
+    X(block, rate_limiter_throttled_events)                                                        \
+    X(block, update_count)                                                                         \
+    X(block, io_engine_throttled_events)                                                           \
+    X(net, activate_fails)                                                                         \
+    X(net, cfg_fails)                                                                              \
+    X(net, rx_queue_event_count)                                                                   \
+    X(net, tx_queue_event_count)                                                                   \
+    X(net, rx_packets_count)                                                                       \
+    X(net, tx_packets_count)                                                                       \
+    X(net, rx_bytes_count)                                                                         \
+    X(net, tx_bytes_count)                                                                         \
+    X(net, tap_read_fails)                                                                         \
+    X(net, tap_write_fails)                                                                        \
+    X(net, tx_malformed_frames)                                                                    \
+    X(net, rx_rate_limiter_throttled)                                                              \
+    X(net, tx_rate_limiter_throttled)                                                              \
+    X(net, rx_partial_writes)                                                                      \
+    X(virtio, bad_chains)                                                                          \
+    X(virtio, needs_reset)                                                                         \
     X(virtio, interrupts)
 
 struct ember_metrics {

@@ -37,7 +37,7 @@ struct serial {
     size_t outlen;
     bool out_limited; /* PUT /serial rate_limiter: bytes over it are dropped */
     struct rl out_rl;
-    bool owns_out_fd; /* out_fd is serial_out_path's, closed by serial_destroy */
+    bool owns_out_fd;     /* out_fd is serial_out_path's, closed by serial_destroy */
     unsigned panic_match; /* bytes of the panic banner matched so far */
     bool saw_panic;
 };

@@ -125,7 +125,8 @@ static uint64_t host_memory_bytes(void)
     uint64_t total = 0;
     unsigned long long kb;
     while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1 || sscanf(line, "SwapTotal: %llu kB", &kb) == 1)
+        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1 ||
+            sscanf(line, "SwapTotal: %llu kB", &kb) == 1)
             total += kb * 1024;
     }
     fclose(f);
@@ -135,8 +136,9 @@ static uint64_t host_memory_bytes(void)
 static int setup_memory(struct vm *vm, uint64_t mem_mib)
 {
     if (mem_mib < 2)
-        return err_set(-EINVAL, "machine-config.mem_size_mib: %llu MiB is too small to boot a "
-                                "kernel (at least 2 MiB)",
+        return err_set(-EINVAL,
+                       "machine-config.mem_size_mib: %llu MiB is too small to boot a "
+                       "kernel (at least 2 MiB)",
                        (unsigned long long)mem_mib);
     uint64_t host = host_memory_bytes();
     if (mem_mib > (UINT64_MAX >> 20) || (host && (mem_mib << 20) > host))
@@ -173,12 +175,11 @@ static int setup_devices(struct vm *vm, const struct vm_config *cfg)
     int rc = serial_init(&vm->serial, irq, STDOUT_FILENO);
     if (rc)
         return err_set(rc, "serial: cannot set up: %s", strerror(-rc));
-    if (cfg->has_serial &&
-        (rc = serial_configure(&vm->serial, cfg->serial.serial_out_path,
-                               &cfg->serial.rate_limiter)))
+    if (cfg->has_serial && (rc = serial_configure(&vm->serial, cfg->serial.serial_out_path,
+                                                  &cfg->serial.rate_limiter)))
         return rc;
-    struct bus_range r = {SERIAL_PORT_BASE, SERIAL_PORT_LEN, &vm->serial, &vm->serial.lock,
-                          serial_pio_read, serial_pio_write};
+    struct bus_range r = {SERIAL_PORT_BASE, SERIAL_PORT_LEN, &vm->serial,
+                          &vm->serial.lock, serial_pio_read, serial_pio_write};
     if ((rc = bus_register(&vm->pio, &r)))
         return err_set(rc, "serial: cannot register ports");
 
@@ -299,9 +300,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options 
     sigemptyset(&sa.sa_mask);
     sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
     log_info("Booting %s (%s entry at 0x%llx) with %u vCPU(s) and %llu MiB", spec.kernel_path,
-             entry.proto == BOOT_PROTO_PVH ? "PVH" : "Linux 64-bit",
-             (unsigned long long)entry.rip, vm->n_vcpus,
-             (unsigned long long)cfg->machine.mem_size_mib);
+             entry.proto == BOOT_PROTO_PVH ? "PVH" : "Linux 64-bit", (unsigned long long)entry.rip,
+             vm->n_vcpus, (unsigned long long)cfg->machine.mem_size_mib);
     for (unsigned i = 0; i < vm->n_vcpus; i++)
         if ((rc = vcpu_start(&vm->vcpus[i])))
             return rc;

@@ -66,14 +66,14 @@ struct vm {
 
     struct serial serial;
     struct i8042 i8042;
-    int irqfds[24]; /* eventfd per GSI that has a device, -1 otherwise */
+    int irqfds[24];   /* eventfd per GSI that has a device, -1 otherwise */
     unsigned n_vdevs; /* virtio devices (vdev.h) */
     struct vdev vdevs[VDEV_MAX];
 
     unsigned n_vcpus;
     struct vcpu vcpus[CONFIG_MAX_VCPUS];
 
-    int exit_efd; /* the event loop's wake-up when the VM must end */
+    int exit_efd;           /* the event loop's wake-up when the VM must end */
     atomic_int exit_status; /* -1 until the first exit request */
     char exit_reason[256];
     struct boot_timer boot_timer;
@@ -116,8 +116,8 @@ void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
 int vm_irqfd(struct vm *vm, unsigned gsi);
 
 /* Default kernel command line when boot-source.boot_args is not given. */
-#define VM_DEFAULT_BOOT_ARGS                                                                      \
-    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp "      \
+#define VM_DEFAULT_BOOT_ARGS                                                                       \
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp "         \
     "i8042.dumbkbd"
 
 #endif
