@@ -296,6 +296,51 @@ def test_jailer_boot_no_api(ctx):
 
 
 @test("fast")
+def test_jailer_cgroup_v2(ctx):
+    """--cgroup-version 2 end to end with whatever controllers the host's v2
+    hierarchy offers: memory.max and cpu.max where v2 has them (then the boot
+    test above already used them), else hugetlb.2MB.max (this workplace's
+    hosts bind memory and cpu to v1 and leave v2 only hugetlb): the jailer
+    enables the controller down the parent chain, writes the limit and moves
+    Ember into the cgroup."""
+    v2, ctls = v2_controllers()
+    check(v2, "no cgroup v2 hierarchy mounted")
+    if "memory" in ctls and "cpu" in ctls:
+        flags = ["--cgroup", "memory.max=268435456", "--cgroup", "cpu.max=50000 100000"]
+        want = {"memory.max": "268435456", "cpu.max": "50000 100000"}
+    else:
+        check("hugetlb" in ctls and os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"),
+              "cgroup v2 offers neither memory+cpu nor hugetlb (2 MiB): %r" % ctls)
+        flags = ["--cgroup", "hugetlb.2MB.max=4194304"]
+        want = {"hugetlb.2MB.max": "4194304"}
+    j = Jail(ctx)
+    try:
+        j.prepare("counter=1000000")
+        out_path = os.path.join(ctx.workdir, "out")
+        with open(out_path, "wb") as out:
+            p = subprocess.Popen(j.argv(["--cgroup-version", "2"] + flags,
+                                        ["--no-api", "--config-file", "/vm.json"]),
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL)
+        j.procs.append(p)
+        wait_for(lambda: b"counter: 2" in open(out_path, "rb").read() or p.poll() is not None,
+                 "the jailed guest to count")
+        check(p.poll() is None, "ember exited (%s)" % p.returncode)
+        d = proc_cgroup_dir(p.pid, "")
+        check(d == os.path.join(v2, j.parent, j.id), "pid in cgroup %s, want %s/%s/%s" %
+              (d, v2, j.parent, j.id))
+        for fname, value in want.items():
+            with open(os.path.join(d, fname)) as f:
+                got = f.read().strip()
+            check(got == value, "%s = %r, want %r" % (fname, got, value))
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            check(str(p.pid) in f.read().split(), "pid not in %s/cgroup.procs" % d)
+        p.kill()
+        p.wait()
+    finally:
+        j.remove()
+
+
+@test("fast")
 def test_jailer_api_socket_pid_ns_daemonize(ctx):
     j = Jail(ctx, netns=True)
     try:
