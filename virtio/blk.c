@@ -416,6 +416,23 @@ static void async_drain(struct blk_dev *b, bool deliver)
         vmmio_signal_used(&b->t, 0);
 }
 
+/* Hand a request to io_uring. -EAGAIN: all slots busy; the rate-limiter
+ * tokens it took (one op, `bytes`) are given back and the queue waits for
+ * completions. */
+static int async_submit(struct blk_dev *b, const struct virtq_chain *c,
+                        const struct blk_request *req, uint64_t bytes)
+{
+    int r = async_start(b, c, req);
+    if (r == -EAGAIN) {
+        rl_manual_replenish(&b->rl, RL_OPS, 1);
+        if (bytes)
+            rl_manual_replenish(&b->rl, RL_BYTES, bytes);
+        METRIC_INC(block_io_engine_throttled_events);
+        b->engine_blocked = true;
+    }
+    return r;
+}
+
 /* ---- request execution -------------------------------------------------- */
 
 /* Handle one chain. Returns 0 (answered or submitted) or -EAGAIN (throttled
@@ -474,17 +491,9 @@ static int blk_handle(struct blk_dev *b, const struct virtq_chain *c, bool *push
             break;
         }
         if (b->engine == IO_ENGINE_ASYNC) {
-            int r = async_start(b, c, &req);
-            if (r == 0)
-                return 0;
-            if (r == -EAGAIN) {
-                /* All slots busy: give the tokens back, retry on completions. */
-                rl_manual_replenish(&b->rl, RL_OPS, 1);
-                rl_manual_replenish(&b->rl, RL_BYTES, req.data_len);
-                METRIC_INC(block_io_engine_throttled_events);
-                b->engine_blocked = true;
-                return -EAGAIN;
-            }
+            int r = async_submit(b, c, &req, req.data_len);
+            if (r == 0 || r == -EAGAIN)
+                return r;
             st = VIRTIO_BLK_S_IOERR;
             break;
         }
@@ -505,15 +514,9 @@ static int blk_handle(struct blk_dev *b, const struct virtq_chain *c, bool *push
         if (b->cache != CACHE_WRITEBACK)
             break; /* Unsafe: FLUSH not offered; answered OK, as Firecracker */
         if (b->engine == IO_ENGINE_ASYNC) {
-            int r = async_start(b, c, &req);
-            if (r == 0)
-                return 0;
-            if (r == -EAGAIN) {
-                rl_manual_replenish(&b->rl, RL_OPS, 1);
-                METRIC_INC(block_io_engine_throttled_events);
-                b->engine_blocked = true;
-                return -EAGAIN;
-            }
+            int r = async_submit(b, c, &req, 0);
+            if (r == 0 || r == -EAGAIN)
+                return r;
             st = VIRTIO_BLK_S_IOERR;
             break;
         }
