@@ -361,7 +361,14 @@ def test_jailer_api_socket_pid_ns_daemonize(ctx):
 
         class Killer:  # so remove() kills the daemon
             def poll(self):
-                return None if os.path.exists("/proc/%d" % pid) else 0
+                # Gone, or a zombie: when the tests run as a PID namespace's
+                # init (CI may), the orphaned daemon is reparented to this
+                # process, which does not reap it.
+                try:
+                    with open("/proc/%d/stat" % pid) as f:
+                        return 0 if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X") else None
+                except (FileNotFoundError, ProcessLookupError):
+                    return 0
 
             def kill(self):
                 try:
@@ -375,8 +382,14 @@ def test_jailer_api_socket_pid_ns_daemonize(ctx):
         st = status_fields(pid)
         check(st["NSpid"][-1] == "1", "not pid 1 in a new PID namespace: %r" % st["NSpid"])
         with open("/proc/%d/stat" % pid) as f:
-            sid = int(f.read().rsplit(")", 1)[1].split()[4])
-        check(sid != os.getsid(0), "--daemonize did not start a new session")
+            fields = f.read().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+        sid = int(fields[3])
+        # The jailer's setsid() made it the session leader; the daemon (its
+        # child in the new PID namespace) stays in that session, whose id is
+        # the jailer's pid here: neither 0 (a leader outside this namespace)
+        # nor the session of this test.
+        check(sid > 0 and sid != os.getsid(0),
+              "--daemonize did not start a new session: session %d, ours %d" % (sid, os.getsid(0)))
         check(all(os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null" for fd in (0, 1, 2)),
               "--daemonize did not point stdio to /dev/null")
         sock = os.path.join(j.root, "run", "api.sock")
