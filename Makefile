@@ -56,9 +56,11 @@ $(BUILD)/ember: $(BUILD)/obj/vmm/main.o $(BUILD)/obj/gen/seccomp_blob.o $(BUILD)
 $(BUILD)/ember-jailer: $(BUILD)/obj/jail/jailer.o $(BUILD)/libember.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(STATIC) -o $@ $^ $(LIBS)
 
+# test_net makes the tap refuse writes through a link-time wrap of writev.
+$(BUILD)/unit/test_net: UNIT_LDFLAGS := -Wl,--wrap=writev
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libember.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(UNIT_LDFLAGS) -o $@ $< $(BUILD)/libember.a $(LIBS) -lcmocka
 
 units: $(UNIT_BIN)
 

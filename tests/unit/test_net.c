@@ -3,7 +3,9 @@
  * runs on it with a fake guest driving the rings in fake guest memory, and an
  * AF_PACKET socket on the tap sees TX frames and injects RX frames. Covers TX,
  * RX, mergeable RX buffers, RX ring exhaustion (nothing dropped, loop quiet),
- * oversized frames, the TX rate limiter, and tap errors. */
+ * oversized frames, the TX rate limiter, a tap that refuses a write (EAGAIN:
+ * the frame waits for EPOLLOUT; writev is wrapped at link time, see the
+ * Makefile) and tap errors. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,6 +67,23 @@ struct fake {
 };
 
 static void run_in_netns(void);
+
+/* writev is linked as __wrap_writev (-Wl,--wrap=writev): the next
+ * `writev_eagain` calls fail with EAGAIN, as a full tap would. */
+static int writev_eagain;
+static int writev_calls;
+ssize_t __real_writev(int fd, const struct iovec *iov, int n);
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int n);
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int n)
+{
+    writev_calls++;
+    if (writev_eagain > 0) {
+        writev_eagain--;
+        errno = EAGAIN;
+        return -1;
+    }
+    return __real_writev(fd, iov, n);
+}
 
 /* ---- fake driver ---- */
 
@@ -490,6 +509,58 @@ static void test_tx_rate_limited(void **state)
     evloop_close(&ev);
 }
 
+/* A tap that answers EAGAIN: the chain is kept (not completed, not dropped),
+ * the device waits for EPOLLOUT on the loop, and then sends the frame once. */
+static void test_tx_tap_eagain(void **state)
+{
+    (void)state;
+    struct fake f;
+    fake_up(&f, 0, NULL);
+    struct evloop ev;
+    assert_int_equal(evloop_init(&ev), 0);
+    assert_int_equal(net_attach(f.n, &ev), 0);
+    uint8_t fr[200], got[512];
+    uint64_t sent = metrics.net_tx_packets_count, fails = metrics.net_tap_write_fails;
+    make_frame(fr, sizeof(fr), 7);
+    post_tx(&f, fr, sizeof(fr));
+    writev_eagain = 1;
+    writev_calls = 0;
+    kick(&f, 1);
+    assert_int_equal(writev_calls, 1);
+    assert_int_equal(used_idx(&f, TX_USED), 0); /* kept, not completed */
+    /* Another kick while the tap is still full: still kept. */
+    writev_eagain = 1;
+    kick(&f, 1);
+    assert_int_equal(writev_calls, 2);
+    assert_int_equal(used_idx(&f, TX_USED), 0);
+    struct pollfd p = {.fd = f.pkt, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 50), 0); /* nothing reached the tap */
+    /* The tap is writable: EPOLLOUT on the loop sends the kept frame. */
+    for (int i = 0; i < 50 && used_idx(&f, TX_USED) < 1; i++)
+        assert_true(evloop_run_once(&ev, 20) >= 0);
+    assert_int_equal(used_idx(&f, TX_USED), 1);
+    assert_int_equal(writev_calls, 3);
+    assert_int_equal(capture(&f, got, sizeof(got)), sizeof(fr));
+    assert_memory_equal(got, fr, sizeof(fr));
+    assert_int_equal(metrics.net_tx_packets_count - sent, 1);
+    assert_int_equal(metrics.net_tap_write_fails - fails, 0);
+    /* Once sent, EPOLLOUT is off again (a writable tap left armed would wake
+     * every loop turn), and the next frame goes straight out. */
+    int busy = 0;
+    for (int i = 0; i < 10; i++)
+        busy += evloop_run_once(&ev, 5) > 0;
+    assert_true(busy < 5);
+    make_frame(fr, 60, 8);
+    post_tx(&f, fr, 60);
+    kick(&f, 1);
+    assert_int_equal(used_idx(&f, TX_USED), 2);
+    assert_int_equal(capture(&f, got, sizeof(got)), 60);
+    assert_memory_equal(got, fr, 60);
+    assert_int_equal(poll(&p, 1, 50), 0); /* the first frame was sent once */
+    fake_down(&f);
+    evloop_close(&ev);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -618,6 +689,7 @@ static void run_in_netns(void)
         cmocka_unit_test(test_rx_ring_exhaustion),
         cmocka_unit_test(test_rx_too_large_dropped),
         cmocka_unit_test(test_tx_rate_limited),
+        cmocka_unit_test(test_tx_tap_eagain),
         cmocka_unit_test(test_errors),
     };
     _exit(cmocka_run_group_tests(tests, NULL, NULL));
