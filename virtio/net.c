@@ -85,6 +85,7 @@ struct net_dev {
     bool tx_charged;  /* ... and already paid to the rate limiter */
     bool tx_wait_tap; /* the tap said EAGAIN: waiting for EPOLLOUT */
     struct virtq_chain tx_chain;
+    bool bad_chain_logged; /* the first malformed chain is a warning, later ones debug */
 
     uint8_t bounce[NET_BOUNCE];
 };
@@ -92,6 +93,18 @@ struct net_dev {
 static struct net_dev *to_net(struct virtio_mmio *t)
 {
     return container_of(t, struct net_dev, t);
+}
+
+/* A chain the device cannot use: one warning per device, then debug lines. */
+static void log_bad_chain(struct net_dev *n, const char *queue, const char *why)
+{
+    if (!n->bad_chain_logged)
+        log_warn("net %s: malformed %s descriptor chain: %s (returned unused; further ones are "
+                 "logged at debug level)",
+                 n->id, queue, why);
+    else
+        log_debug("net %s: malformed %s descriptor chain: %s", n->id, queue, why);
+    n->bad_chain_logged = true;
 }
 
 /* ---- tap events ---- */
@@ -147,6 +160,7 @@ static bool rx_get_chain(struct net_dev *n, bool *pushed)
         if (rc == 1) {
             if (n->rx_chain.in_len < VIRTIO_NET_HDR_LEN) {
                 METRIC_INC(virtio_bad_chains);
+                log_bad_chain(n, "RX", "fewer writable bytes than the 12-byte header");
                 virtq_push(q, n->rx_chain.head, 0);
                 *pushed = true;
                 continue;
@@ -168,6 +182,7 @@ static bool rx_get_chain(struct net_dev *n, bool *pushed)
             n->rx_wait_ring = true;
             return false;
         } else if (rc == -EBADMSG) { /* counted by virtq_pop */
+            log_bad_chain(n, "RX", err_msg());
             virtq_push(q, n->rx_chain.head, 0);
             *pushed = true;
         } else {
@@ -377,6 +392,7 @@ static void tx_process(struct net_dev *n)
                 break;
             }
             if (rc == -EBADMSG) { /* counted by virtq_pop */
+                log_bad_chain(n, "TX", err_msg());
                 virtq_push(q, n->tx_chain.head, 0);
                 pushed = true;
                 continue;
@@ -392,6 +408,9 @@ static void tx_process(struct net_dev *n)
         uint64_t len = c->out_len;
         if (len < VIRTIO_NET_HDR_LEN || len > VIRTIO_NET_HDR_LEN + NET_MAX_FRAME) {
             METRIC_INC(net_tx_malformed_frames);
+            log_bad_chain(n, "TX",
+                          len < VIRTIO_NET_HDR_LEN ? "shorter than the 12-byte header"
+                                                   : "frame longer than 65550 bytes");
             n->tx_pending = false;
             virtq_push(q, c->head, 0);
             pushed = true;
