@@ -1,7 +1,8 @@
 /* Ember test guest: virtio-net driver and its test modes (README.md).
  * Answers ARP and ICMP echo for its IP, echoes UDP on a port, counts
  * sequence-numbered UDP datagrams on another, can stall its RX ring, and
- * can send a burst of UDP datagrams (bench). */
+ * can send a burst of UDP datagrams (bench), and can hand the device one
+ * malformed chain first (`net-hostile=CASE`). */
 #include "virtio.h"
 
 #define VNET_F_MTU 3
@@ -177,7 +178,87 @@ static struct {
 	u64 stall_ms, timeout_s;
 	u64 tx_n, tx_port, tx_size;
 	int quit, counting_started;
+	const char *hostile; /* net-hostile=CASE */
 } cfg;
+
+/* ---- net-hostile=CASE: one malformed chain before the normal work ---- */
+
+static const char *net_hostile_cases[] = {"loop", "pastram", "overflow", "nested", "short",
+					  "huge", "rxshort", "rxpastram", NULL};
+
+static int hostile_case(const char *v)
+{
+	for (int c = 0; net_hostile_cases[c]; c++) {
+		int k = strncmp_prefix(v, net_hostile_cases[c]);
+		if (k && (v[k] == ' ' || !v[k]))
+			return c;
+	}
+	return -1;
+}
+
+static u64 past_ram(void)
+{
+	return ram_top < 0xc0000000ULL ? ram_top + 0x100000 : ram_top + GiB;
+}
+
+/* RX cases: spoil RX buffer 0 before the device sees the ring. The device
+ * must hand it back unused (rx_poll prints "bad rx used id=0 len=0"). */
+static void hostile_rx(struct net *n, int c)
+{
+	struct vq *q = &n->d->q[0];
+	if (c == 6)
+		q->desc[0].len = 8; /* shorter than the vnet header */
+	else if (c == 7)
+		q->desc[0].addr = past_ram();
+}
+
+/* TX cases: one bad chain on descriptors num-2, num-1 (the echo loop's
+ * frames use the low ones first), then wait for the device's answer. */
+static void hostile_tx(struct net *n, int c)
+{
+	struct vq *q = &n->d->q[1];
+	u16 B = (u16)(q->num - 2);
+	u64 F = (u64)(uintptr_t)(n->tx + (u64)B * BUF); /* a zeroed header + frame */
+	static struct vdesc *t, *t2;
+	if (!t) {
+		t = dma_alloc(4096);
+		t2 = dma_alloc(4096);
+	}
+	switch (c) {
+	case 0: /* loop: B -> B+1 -> B */
+		q->desc[B] = (struct vdesc){F, HDR, VD_NEXT, (u16)(B + 1)};
+		q->desc[B + 1] = (struct vdesc){F + HDR, 60, VD_NEXT, B};
+		break;
+	case 1: /* past the end of RAM */
+		q->desc[B] = (struct vdesc){past_ram(), HDR + 60, 0, 0};
+		break;
+	case 2: /* addr + len wraps around 2^64 */
+		q->desc[B] = (struct vdesc){0xfffffffffffff000ULL, 0x2000, 0, 0};
+		break;
+	case 3: /* an indirect table pointing to another */
+		t2[0] = (struct vdesc){F + HDR, 60, 0, 0};
+		t[0] = (struct vdesc){F, HDR, VD_NEXT, 1};
+		t[1] = (struct vdesc){(u64)(uintptr_t)t2, 16, VD_INDIRECT, 0};
+		q->desc[B] = (struct vdesc){(u64)(uintptr_t)t, 32, VD_INDIRECT, 0};
+		break;
+	case 4: /* shorter than the vnet header */
+		q->desc[B] = (struct vdesc){F, 8, 0, 0};
+		break;
+	case 5: /* 40 x 2 KiB: a frame longer than any the device takes */
+		for (u16 i = 0; i < 40; i++)
+			t[i] = (struct vdesc){(u64)(uintptr_t)(n->tx + (u64)(64 + i) * BUF), BUF,
+					      (u16)(i + 1 < 40 ? VD_NEXT : 0), (u16)(i + 1)};
+		q->desc[B] = (struct vdesc){(u64)(uintptr_t)t, 40 * 16, VD_INDIRECT, 0};
+		break;
+	}
+	vq_push(q, B);
+	vq_kick_force(n->d, q);
+	u32 len = 0;
+	int id = vq_wait(q, &len, 2000);
+	u32 st = vio_r32(n->d, VIO_STATUS);
+	print("net-hostile: case=%s completed=%d id-ok=%d used-len=%u needs-reset=%d\n",
+	      net_hostile_cases[c], id >= 0, id == B, id >= 0 ? len : 0, (st & VS_NEEDS_RESET) ? 1 : 0);
+}
 
 /* Handle one received frame (after the vnet header). */
 static void rx_frame(struct net *n, u8 *f, u32 len, const u8 *vhdr)
@@ -385,6 +466,8 @@ void vnet_run(const char *s)
 		} else if ((k = strncmp_prefix(p, "net-timeout="))) {
 			tok_args(p + k, a, 1);
 			cfg.timeout_s = a[0];
+		} else if ((k = strncmp_prefix(p, "net-hostile="))) {
+			cfg.hostile = p + k;
 		} else if ((k = strncmp_prefix(p, "net-tx="))) {
 			tok_args(p + k, a, 3);
 			cfg.tx_n = a[0], cfg.tx_port = a[1], cfg.tx_size = a[2];
@@ -392,6 +475,11 @@ void vnet_run(const char *s)
 		while (*p && *p != ' ')
 			p++;
 	}
+	int hc = cfg.hostile ? hostile_case(cfg.hostile) : -1;
+	if (cfg.hostile && hc < 0)
+		print("net-hostile: unknown case\n");
+	if (hc >= 0)
+		vio_want_indirect = 1; /* for the table cases */
 	struct vdev *d;
 	for (int i = 0; (d = vio_find(VIRTIO_ID_NET, i)); i++) {
 		char tag[8] = {'n', 'e', 't', (char)('0' + i), 0};
@@ -420,7 +508,11 @@ void vnet_run(const char *s)
 	struct vq *rq = &n->d->q[0];
 	for (u16 i = 0; i < rq->num; i++)
 		rx_post(n, i);
+	if (hc >= 6)
+		hostile_rx(n, hc);
 	vq_kick_force(n->d, rq);
+	if (hc >= 0 && hc < 6)
+		hostile_tx(n, hc);
 	print("net0: ready ip=%u.%u.%u.%u rx-buffers=%u\n", n->ip[0], n->ip[1], n->ip[2], n->ip[3], rq->num);
 
 	if (cfg.stall_ms) {
