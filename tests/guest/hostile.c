@@ -7,12 +7,6 @@
 static const char *cases[] = {"loop", "longchain", "pastram", "overflow", "nested",
 			      "zerolen", "ringsout", "storm", "availjump", NULL};
 
-static u64 bad_addr_past_ram(void)
-{
-	/* Just past the end of RAM below the MMIO gap, or past the top of RAM. */
-	return ram_top < 0xc0000000ULL ? ram_top + 0x100000 : ram_top + GiB;
-}
-
 static int match(const char *s, const char *w)
 {
 	int n = strncmp_prefix(s, w);
@@ -56,7 +50,7 @@ static void run_case(int c, struct blk *b)
 	}
 	case 2: /* data buffer past the end of RAM */
 		q->desc[0] = (struct vdesc){H, 16, VD_NEXT, 1};
-		q->desc[1] = (struct vdesc){bad_addr_past_ram(), 4096, VD_NEXT | VD_WRITE, 2};
+		q->desc[1] = (struct vdesc){vio_addr_past_ram(), 4096, VD_NEXT | VD_WRITE, 2};
 		q->desc[2] = (struct vdesc){S, 1, VD_WRITE, 0};
 		break;
 	case 3: /* addr + len wraps around 2^64 */
@@ -86,7 +80,7 @@ static void run_case(int c, struct blk *b)
 		vio_w32(d, VIO_STATUS, VS_ACK | VS_DRIVER | VS_FEATURES_OK);
 		vio_w32(d, VIO_QUEUE_SEL, 0);
 		vio_w32(d, VIO_QUEUE_NUM, q->num);
-		u64 bad = bad_addr_past_ram();
+		u64 bad = vio_addr_past_ram();
 		for (u32 k = 0; k < 3; k++) {
 			vio_w32(d, VIO_QUEUE_DESC + 0x10 * k, (u32)(bad + k * 0x10000));
 			vio_w32(d, VIO_QUEUE_DESC + 0x10 * k + 4, (u32)((bad + k * 0x10000) >> 32));

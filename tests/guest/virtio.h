@@ -75,6 +75,12 @@ struct vdev {
 extern struct vdev vdevs[VIO_MAX_DEVS];
 extern int n_vdevs;
 extern u64 ram_top; /* end of the highest RAM range (from e820) */
+/* Never guest RAM: 1 MiB past the end of RAM below the MMIO gap, or 1 GiB
+ * past the top of RAM (the hostile modes' bad addresses). */
+static inline u64 vio_addr_past_ram(void)
+{
+	return ram_top < 0xc0000000ULL ? ram_top + 0x100000 : ram_top + GiB;
+}
 
 /* Wanted optional features (options). */
 extern int vio_want_indirect, vio_want_event_idx;

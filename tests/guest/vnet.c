@@ -196,11 +196,6 @@ static int hostile_case(const char *v)
 	return -1;
 }
 
-static u64 past_ram(void)
-{
-	return ram_top < 0xc0000000ULL ? ram_top + 0x100000 : ram_top + GiB;
-}
-
 /* RX cases: spoil RX buffer 0 before the device sees the ring. The device
  * must hand it back unused (rx_poll prints "bad rx used id=0 len=0"). */
 static void hostile_rx(struct net *n, int c)
@@ -209,7 +204,7 @@ static void hostile_rx(struct net *n, int c)
 	if (c == 6)
 		q->desc[0].len = 8; /* shorter than the vnet header */
 	else if (c == 7)
-		q->desc[0].addr = past_ram();
+		q->desc[0].addr = vio_addr_past_ram();
 }
 
 /* TX cases: one bad chain on descriptors num-2, num-1 (the echo loop's
@@ -230,7 +225,7 @@ static void hostile_tx(struct net *n, int c)
 		q->desc[B + 1] = (struct vdesc){F + HDR, 60, VD_NEXT, B};
 		break;
 	case 1: /* past the end of RAM */
-		q->desc[B] = (struct vdesc){past_ram(), HDR + 60, 0, 0};
+		q->desc[B] = (struct vdesc){vio_addr_past_ram(), HDR + 60, 0, 0};
 		break;
 	case 2: /* addr + len wraps around 2^64 */
 		q->desc[B] = (struct vdesc){0xfffffffffffff000ULL, 0x2000, 0, 0};
