@@ -71,11 +71,14 @@ def limit_args():
     same limits go through --cgroup-version 1."""
     v2, ctls = v2_controllers()
     if "memory" in ctls and "cpu" in ctls:
+        print("  (cgroup limits through v2: memory.max, cpu.max)", flush=True)
         return (["--cgroup-version", "2", "--cgroup", "memory.max=268435456",
                  "--cgroup", "cpu.max=50000 100000"],
                 {("", "memory.max"): "268435456", ("", "cpu.max"): "50000 100000"})
     _, v1 = cgroup_mounts()
     check("memory" in v1 and "cpu" in v1, "neither cgroup v2 nor v1 offers memory and cpu")
+    print("  (cgroup limits through v1: memory.limit_in_bytes, cpu.cfs_quota_us; v2 offers %s)" %
+          (" ".join(ctls) or "nothing"), flush=True)
     return (["--cgroup-version", "1", "--cgroup", "memory.limit_in_bytes=268435456",
              "--cgroup", "cpu.cfs_quota_us=50000"],
             {("memory", "memory.limit_in_bytes"): "268435456",
@@ -313,6 +316,7 @@ def test_jailer_cgroup_v2(ctx):
               "cgroup v2 offers neither memory+cpu nor hugetlb (2 MiB): %r" % ctls)
         flags = ["--cgroup", "hugetlb.2MB.max=4194304"]
         want = {"hugetlb.2MB.max": "4194304"}
+    print("  (cgroup v2 files written: %s)" % ", ".join(sorted(want)), flush=True)
     j = Jail(ctx)
     try:
         j.prepare("counter=1000000")
