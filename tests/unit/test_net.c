@@ -179,6 +179,14 @@ static void fake_up(struct fake *f, uint64_t features, const struct net_config *
     assert_int_equal(bind(f->pkt, (struct sockaddr *)&sll, sizeof(sll)), 0);
 }
 
+/* fake_up, with the device's fds on a new event loop (tap, limiter timers). */
+static void fake_up_on_loop(struct fake *f, const struct net_config *cfg, struct evloop *ev)
+{
+    fake_up(f, 0, cfg);
+    assert_int_equal(evloop_init(ev), 0);
+    assert_int_equal(net_attach(f->n, ev), 0);
+}
+
 static void fake_down(struct fake *f)
 {
     net_destroy(f->n);
@@ -411,10 +419,8 @@ static void test_rx_ring_exhaustion(void **state)
 {
     (void)state;
     struct fake f;
-    fake_up(&f, 0, NULL);
     struct evloop ev;
-    assert_int_equal(evloop_init(&ev), 0);
-    assert_int_equal(net_attach(f.n, &ev), 0);
+    fake_up_on_loop(&f, NULL, &ev);
     /* The driver has posted nothing: the device must not read the tap. */
     net_rx_poll(f.n);
     uint8_t fr[200];
@@ -482,10 +488,8 @@ static void test_tx_rate_limited(void **state)
     c.tx_rate_limiter.ops.size = 1;
     c.tx_rate_limiter.ops.refill_time_ms = 100;
     struct fake f;
-    fake_up(&f, 0, &c);
     struct evloop ev;
-    assert_int_equal(evloop_init(&ev), 0);
-    assert_int_equal(net_attach(f.n, &ev), 0);
+    fake_up_on_loop(&f, &c, &ev);
     uint8_t fr[100], got[256];
     make_frame(fr, sizeof(fr), 1);
     post_tx(&f, fr, sizeof(fr));
@@ -515,10 +519,8 @@ static void test_tx_tap_eagain(void **state)
 {
     (void)state;
     struct fake f;
-    fake_up(&f, 0, NULL);
     struct evloop ev;
-    assert_int_equal(evloop_init(&ev), 0);
-    assert_int_equal(net_attach(f.n, &ev), 0);
+    fake_up_on_loop(&f, NULL, &ev);
     uint8_t fr[200], got[512];
     uint64_t sent = metrics.net_tx_packets_count, fails = metrics.net_tap_write_fails;
     make_frame(fr, sizeof(fr), 7);
