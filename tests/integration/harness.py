@@ -8,11 +8,16 @@ in a scratch directory and return what the host saw: exit status, console
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import tempfile
 import time
 
 TESTS = []
+# Every test runs under a watchdog (run.py): past its limit it fails with its name, the traceback
+# shows what it was waiting on, and the processes it started are killed.
+DEFAULT_TEST_TIMEOUT_S = 300
 
 
 class Ctx:
@@ -31,11 +36,77 @@ class Ctx:
         return os.path.join(self.images, name)
 
 
-def test(group):
+def test(group, timeout=DEFAULT_TEST_TIMEOUT_S):
+    """Register a test of `group`; `timeout` is its watchdog limit in seconds."""
     def deco(fn):
+        fn.timeout = timeout
         TESTS.append((group, fn))
         return fn
     return deco
+
+
+class TestTimeout(Exception):
+    """Raised inside a test by the watchdog when it ran past its limit."""
+
+
+def read_lines(stream, timeout, what):
+    """Yield the lines (bytes, without the newline) of a child's pipe until EOF. If none arrives
+    for `timeout` seconds, fail naming `what` the test was waiting for."""
+    fd = stream.fileno()
+    buf = b""
+    while True:
+        nl = buf.find(b"\n")
+        if nl >= 0:
+            line, buf = buf[:nl], buf[nl + 1:]
+            yield line.rstrip(b"\r")
+            continue
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            raise AssertionError("no output for %g s while waiting for %s" % (timeout, what))
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            if buf:
+                yield buf
+            return
+        buf += chunk
+
+
+def children():
+    """Pids of this process's children (live or zombie)."""
+    me, out = os.getpid(), []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                out.append(int(d))
+    return out
+
+
+def kill_children():
+    """SIGKILL and reap whatever a test left running; returns how many there were."""
+    pids = children()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 30
+    for pid in pids:
+        while True:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("process %d does not die of SIGKILL (state %s)" % (
+                    pid, open("/proc/%d/stat" % pid).read().split(") ")[1][:1]))
+            time.sleep(0.01)
+    return len(pids)
 
 
 class Result:
@@ -59,12 +130,13 @@ class Result:
             self.rc, self.out[-3000:], self.err[-3000:])
 
 
-def run_ember(ctx, config, args=(), timeout=30, name="vm", stdin=subprocess.DEVNULL):
-    """Write `config` (a dict, or a str written verbatim) and run ember --no-api on it."""
+def run_ember(ctx, config, args=(), timeout=30, name="vm", stdin=subprocess.DEVNULL, prefix=()):
+    """Write `config` (a dict, or a str written verbatim) and run ember --no-api on it, after
+    `prefix` (e.g. ip netns exec NS)."""
     path = os.path.join(ctx.workdir, name + ".json")
     with open(path, "w") as f:
         f.write(config if isinstance(config, str) else json.dumps(config))
-    cmd = [ctx.ember, "--no-api", "--config-file", path] + list(args)
+    cmd = list(prefix) + [ctx.ember, "--no-api", "--config-file", path] + list(args)
     t0 = time.monotonic()
     p = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=timeout, cwd=ctx.workdir)
     return Result(p.returncode, p.stdout.decode("utf-8", "replace"),

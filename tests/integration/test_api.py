@@ -50,7 +50,10 @@ class Ember:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(timeout)
         s.connect(self.sock)
-        s.sendall(data)
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking it all: read the answer
         out = b""
         try:
             while True:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, guest_config, test  # noqa: E402
+from harness import check, guest_config, read_lines, test  # noqa: E402
 from test_virtio_api import NsEmber  # noqa: E402
 from test_virtio_blk import drive, make_image  # noqa: E402
 from test_virtio_net import GUEST_IP, GUEST_MAC, NetNS  # noqa: E402
@@ -243,7 +243,8 @@ def test_net_tap_busy(ctx):
         holder = subprocess.Popen(ns.prefix() + [sys.executable, "-c", TAP_HOLDER, ns.tap],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
-            check(holder.stdout.readline().strip() == b"held", "could not hold the tap")
+            first = next(read_lines(holder.stdout, 30, "the tap holder's `held`"), b"")
+            check(first.strip() == b"held", "could not hold the tap")
 
             def release():
                 holder.stdin.close()

@@ -15,7 +15,7 @@ import struct
 import subprocess
 import time
 
-from harness import check, guest_config, run_ember, test
+from harness import check, guest_config, read_lines, run_ember, test
 
 
 def pattern(first, count, seed):
@@ -145,24 +145,23 @@ def test_blk_durability_sigkill(ctx):
         cfg = guest_config(ctx.guest("guest-pvh.elf"), boot_args="quiet smp=0 blk-durable=0,%d" % seed)
         cfg["drives"] = [drive("d0", img, engine="Async" if run % 2 else "Sync")]
         path = os.path.join(ctx.workdir, "dur.json")
-        import json
         with open(path, "w") as f:
             json.dump(cfg, f)
         target = random.Random(run).randrange(0, 8)
         p = subprocess.Popen([ctx.ember, "--no-api", "--config-file", path], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         seen = None
-        t0 = time.monotonic()
         try:
-            for raw in p.stdout:
+            for raw in read_lines(p.stdout, 30, "run %d: the guest's `durable: K` markers up to "
+                                  "%d" % (run, target)):
                 line = raw.decode("utf-8", "replace").strip()
                 if line.startswith("durable: ") and line != "durable: error":
                     seen = int(line.split()[1])
                     if seen >= target:
                         p.kill()
                         break
-                if time.monotonic() - t0 > 30:
-                    break
+        except AssertionError as e:
+            raise AssertionError("%s; the last marker was %r" % (e, seen))
         finally:
             p.kill()
             p.wait()
