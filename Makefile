@@ -23,7 +23,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 .PHONY: all ember jailer guest units testhooks sanitize images install test test-fast test-slow \
-        unit integration-fast integration-slow deps demo bench format clean help fuzz fuzz-smoke fuzz-merge
+        unit integration-fast integration-slow integration-nested integration-sanitize deps demo \
+        bench format clean help fuzz fuzz-smoke fuzz-merge
 
 all: ember jailer guest
 
@@ -127,33 +128,57 @@ fuzz-merge: fuzz
 unit: units
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# Everything that needs KVM runs through tools/with-kvm: directly where /dev/kvm works, else in a
+# nested KVM machine (QEMU TCG with an SVM CPU, kvm_amd inside), started once per group.
+# Units, fuzzers and image builds stay on the host.
+WITH_KVM ?= tools/with-kvm
+KVM_LIMIT ?= 3600
+RUN_KVM = $(WITH_KVM) -t $(KVM_LIMIT) --
+IT = $(PYTHON) tests/integration/run.py
+STAGE = tools/stage
+
 integration-fast: ember jailer guest testhooks
-	$(PYTHON) tests/integration/run.py --group fast --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
+	$(RUN_KVM) $(IT) --group fast --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
 
 integration-slow: ember guest images
-	$(PYTHON) tests/integration/run.py --group slow --ember $(BUILD)/ember --guest-dir $(BUILD)/guest \
+	$(RUN_KVM) $(IT) --group slow --ember $(BUILD)/ember --guest-dir $(BUILD)/guest \
 	  --images $(BUILD)/images
 
-# Quick group: units and test-guest integration (well under a minute).
+# Tests that start the nested machine themselves (with-kvm, power cuts): run on the host.
+integration-nested: ember guest
+	$(IT) --group nested --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
+
+integration-sanitize: sanitize guest
+	$(RUN_KVM) $(IT) --group fast --ember build/sanitize/ember --guest-dir $(BUILD)/guest
+
+# Quick group: units and test-guest integration.
 test-fast: all units
 	$(MAKE) unit integration-fast
 
-# Everything: dependencies, images, units, fast and slow integration, and the
-# same units + fast integration under ASan/UBSan.
+# Everything: dependencies, images, units, fast, slow and nested integration, the units and
+# fast integration again under ASan/UBSan, the fuzzers; each stage timed (build/stages.txt).
 test:
-	tools/install-deps.sh
-	$(MAKE) all units images
-	$(MAKE) unit integration-fast integration-slow
-	$(MAKE) sanitize
-	$(MAKE) BUILD=build/sanitize unit
-	$(PYTHON) tests/integration/run.py --group fast --ember build/sanitize/ember --guest-dir $(BUILD)/guest
-	$(MAKE) fuzz-smoke
+	@rm -f $(BUILD)/stages.txt
+	@$(STAGE) deps -- tools/install-deps.sh
+	@$(STAGE) build -- $(MAKE) all units testhooks
+	@$(STAGE) images -- $(MAKE) images
+	@$(STAGE) units -- $(MAKE) unit
+	@$(STAGE) integration-fast -- $(MAKE) integration-fast
+	@$(STAGE) integration-slow -- $(MAKE) integration-slow
+	@$(STAGE) integration-nested -- $(MAKE) integration-nested
+	@$(STAGE) sanitize-build -- $(MAKE) sanitize
+	@$(STAGE) sanitize-units -- $(MAKE) BUILD=build/sanitize unit
+	@$(STAGE) sanitize-integration -- $(MAKE) integration-sanitize
+	@$(STAGE) fuzz-smoke -- $(MAKE) fuzz-smoke
+	@echo "== stages (seconds):"; awk '{t += $$2; printf "   %-22s %5d s\n", $$1, $$2} END {printf "   %-22s %5d s\n", "total", t}' $(BUILD)/stages.txt
 
 demo: all images
 	BUILD=$(BUILD) tools/demo.sh
 
-bench: all
-	$(PYTHON) tools/bench_boot.py --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
+bench: all images
+	$(RUN_KVM) $(PYTHON) tools/bench_boot.py --ember $(BUILD)/ember --guest-dir $(BUILD)/guest \
+	  --images $(BUILD)/images --linux
+	$(PYTHON) tools/bench_nested.py
 
 install: ember jailer
 	install -d $(DESTDIR)$(PREFIX)/bin
