@@ -17,8 +17,34 @@ LIBS := -lpthread -ljson-c -luring -lseccomp
 # The sanitizer build links dynamically (STATIC empty).
 STATIC ?= -static-pie
 
-LIB_SRC := $(filter-out vmm/main.c jail/jailer.c jail/seccomp_gen.c,$(wildcard vmm/*.c boot/*.c virtio/*.c api/*.c jail/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# Layers (README, "Layout"), each its own archive; tests/check_layers.py checks the includes, and
+# `make check-layers` links every layer whole with only the layers below it, so a call that
+# points up a layer does not link:
+#   base    vmm/base/: errors, logging, metrics, event loop, buses, guest memory, configuration,
+#           rate limiter (uses nothing above it)
+#   boot, virtio, api, jail: each uses base and itself
+#   top     vmm/*.c: the VM, vCPUs, devices registry, legacy devices, main
+BASE_SRC := $(wildcard vmm/base/*.c)
+BOOT_SRC := $(wildcard boot/*.c)
+VIRTIO_SRC := $(wildcard virtio/*.c)
+API_SRC := $(wildcard api/*.c)
+JAIL_SRC := $(filter-out jail/jailer.c jail/seccomp_gen.c,$(wildcard jail/*.c))
+TOP_SRC := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
+LAYERS := top api jail virtio boot base
+layer_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+$(BUILD)/libbase.a: $(call layer_objs,$(BASE_SRC))
+$(BUILD)/libboot.a: $(call layer_objs,$(BOOT_SRC))
+$(BUILD)/libvirtio.a: $(call layer_objs,$(VIRTIO_SRC))
+$(BUILD)/libapi.a: $(call layer_objs,$(API_SRC))
+$(BUILD)/libjail.a: $(call layer_objs,$(JAIL_SRC))
+$(BUILD)/libtop.a: $(call layer_objs,$(TOP_SRC))
+$(BUILD)/lib%.a:
+	@rm -f $@
+	ar rcs $@ $^
+# Everything, top first (single-pass static linking).
+LIBS_ALL := $(foreach l,$(LAYERS),$(BUILD)/lib$(l).a)
+LIB_SRC := $(BASE_SRC) $(BOOT_SRC) $(VIRTIO_SRC) $(API_SRC) $(JAIL_SRC) $(TOP_SRC)
+
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
@@ -35,14 +61,10 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/libember.a: $(LIB_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
 # The seccomp filters are compiled at build time (seccomp-gen runs the same
 # tables through libseccomp) and linked into ember, which then installs them
 # without compiling anything at start.
-$(BUILD)/seccomp-gen: $(BUILD)/obj/jail/seccomp_gen.o $(BUILD)/libember.a
+$(BUILD)/seccomp-gen: $(BUILD)/obj/jail/seccomp_gen.o $(BUILD)/libjail.a $(BUILD)/libbase.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 $(BUILD)/gen/seccomp_blob.c: $(BUILD)/seccomp-gen
 	@mkdir -p $(dir $@)
@@ -51,35 +73,42 @@ $(BUILD)/obj/gen/seccomp_blob.o: $(BUILD)/gen/seccomp_blob.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/ember: $(BUILD)/obj/vmm/main.o $(BUILD)/obj/gen/seccomp_blob.o $(BUILD)/libember.a
+$(BUILD)/ember: $(BUILD)/obj/vmm/main.o $(BUILD)/obj/gen/seccomp_blob.o $(LIBS_ALL)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(STATIC) -o $@ $^ $(LIBS)
 
-$(BUILD)/ember-jailer: $(BUILD)/obj/jail/jailer.o $(BUILD)/libember.a
+$(BUILD)/ember-jailer: $(BUILD)/obj/jail/jailer.o $(BUILD)/libjail.a $(BUILD)/libbase.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(STATIC) -o $@ $^ $(LIBS)
 
-# test_net makes the tap refuse writes through a link-time wrap of writev.
+# Link-time wraps the unit tests observe the system through: test_net makes the tap refuse
+# writes (writev); test_blk counts the Sync engine's fdatasync calls and the IORING_OP_FSYNC
+# requests the Async engine submits, so a flush that does not reach the file fails a test.
 $(BUILD)/unit/test_net: UNIT_LDFLAGS := -Wl,--wrap=writev
-$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libember.a
+$(BUILD)/unit/test_blk: UNIT_LDFLAGS := -Wl,--wrap=fdatasync -Wl,--wrap=io_uring_submit \
+    -Wl,--wrap=io_uring_submit_and_wait
+$(BUILD)/unit/%: tests/unit/%.c $(LIBS_ALL)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(UNIT_LDFLAGS) -o $@ $< $(BUILD)/libember.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(UNIT_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LIBS) -lcmocka
 
 units: $(UNIT_BIN)
 
-# ---- seccomp test hooks (issue 5) ----
-# $(BUILD)/ember-testhooks: ember with main.c, vcpu.c and seccomp.c compiled
-# with -DEMBER_TEST_HOOKS (EMBER_TEST_SECCOMP_TRIGGER=vmm|vcpu makes that
-# thread call a forbidden syscall). Only tests use it; the objects listed
-# before libember.a take precedence over the archive's copies.
-TESTHOOKS_SRC := vmm/main.c vmm/vcpu.c jail/seccomp.c
-TESTHOOKS_OBJ := $(TESTHOOKS_SRC:%.c=$(BUILD)/obj-testhooks/%.o)
-$(BUILD)/obj-testhooks/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DEMBER_TEST_HOOKS -c $< -o $@
-$(BUILD)/ember-testhooks: $(TESTHOOKS_OBJ) $(BUILD)/obj/gen/seccomp_blob.o $(BUILD)/libember.a
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+# The layer check: includes (tests/check_layers.py), then each layer linked whole with only the
+# layers below it into a throwaway program (an upward call is an undefined symbol).
+check-layers: $(LIBS_ALL)
+	$(PYTHON) tests/check_layers.py
+	@set -e; for l in base boot virtio api jail; do \
+	  below=""; case $$l in base) ;; *) below=$(BUILD)/libbase.a;; esac; \
+	  echo 'int main(void) { return 0; }' | $(CC) -x c - -x none -o $(BUILD)/.layer-$$l \
+	    -Wl,--whole-archive $(BUILD)/lib$$l.a -Wl,--no-whole-archive $$below $(LIBS) \
+	    || { echo "check-layers: layer $$l uses something above it (undefined symbols above)"; exit 1; }; \
+	  rm -f $(BUILD)/.layer-$$l; echo "check-layers: $$l links with only: $${below:-(nothing)}"; done
+
+# ember-testhooks: ember plus tests/hooks/seccomp_trigger.c, wrapped around seccomp_install at
+# link time (EMBER_TEST_SECCOMP_TRIGGER=vmm|vcpu makes that thread call a forbidden syscall
+# once its filter is in). Only tests use it; ember itself carries no hook.
+$(BUILD)/ember-testhooks: $(BUILD)/obj/vmm/main.o $(BUILD)/obj/gen/seccomp_blob.o \
+    $(BUILD)/obj/tests/hooks/seccomp_trigger.o $(LIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -Wl,--wrap=seccomp_install -o $@ $^ $(LIBS)
 testhooks: $(BUILD)/ember-testhooks
--include $(shell find $(BUILD)/obj-testhooks -name '*.d' 2>/dev/null)
-# ---- end seccomp test hooks ----
 
 # The freestanding test guest (tests/guest/guest.mk defines GUEST_IMAGES).
 include tests/guest/guest.mk
@@ -106,11 +135,11 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -Wno-gnu-variable-sized-type-not-at-end
 FUZZ_SECONDS ?= 20
 fuzz:
-	$(MAKE) BUILD=build/fuzz CC=clang OPT="-O1 -g" EXTRA_CFLAGS="$(FUZZ_FLAGS)" build/fuzz/libember.a
+	$(MAKE) BUILD=build/fuzz CC=clang OPT="-O1 -g" EXTRA_CFLAGS="$(FUZZ_FLAGS)" $(LIBS_ALL:$(BUILD)/%=build/fuzz/%)
 	$(MAKE) $(FUZZ_BIN)
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libember.a
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIBS_ALL:$(BUILD)/%=build/fuzz/%)
 	clang -std=gnu11 -O1 -g -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined -o $@ $< \
-	  build/fuzz/libember.a $(LIBS)
+	  $(LIBS_ALL:$(BUILD)/%=build/fuzz/%) $(LIBS)
 fuzz-smoke: fuzz
 	@set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  t=$(FUZZ_SECONDS); case $$n in api|http) t=$$((3 * $(FUZZ_SECONDS)));; esac; \

@@ -12,7 +12,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
+#include "../vmm/base/log.h"
 #include "json_util.h"
 
 #define OPT (JU_NULLABLE)
@@ -28,9 +29,6 @@
 static const char *const cache_names[] = {
     [CACHE_UNSAFE] = "Unsafe", [CACHE_WRITEBACK] = "Writeback"};
 static const char *const engine_names[] = {[IO_ENGINE_SYNC] = "Sync", [IO_ENGINE_ASYNC] = "Async"};
-static const char *const level_names[] = {
-    [LOG_ERROR] = "Error", [LOG_WARNING] = "Warning", [LOG_INFO] = "Info",
-    [LOG_DEBUG] = "Debug", [LOG_TRACE] = "Trace",     [LOG_OFF] = "Off"};
 
 const char *config_cache_type_name(enum cache_type t)
 {
@@ -40,11 +38,6 @@ const char *config_cache_type_name(enum cache_type t)
 const char *config_io_engine_name(enum io_engine e)
 {
     return (unsigned)e < 2 ? engine_names[e] : "?";
-}
-
-const char *config_log_level_name(enum log_level l)
-{
-    return (unsigned)l <= LOG_OFF ? level_names[l] : "?";
 }
 
 /* "PATH.KEY: must be A or B, got "x"" for enumerated strings. */
@@ -324,7 +317,7 @@ static int parse_drive(struct json_object *o, const char *path, struct drive_con
     static const char *const keys[] = {
         "drive_id",   "path_on_host", "is_root_device", "partuuid", "is_read_only",
         "cache_type", "io_engine",    "rate_limiter",   "socket",   NULL};
-    struct drive_config d = {0};
+    struct drive_config d = {.poll_us = CONFIG_POLL_US_DEFAULT};
     const char *s;
     char p[JU_PATH_MAX], g[72];
     int rc;
@@ -529,7 +522,7 @@ static int parse_net(struct json_object *o, const char *path, struct net_config 
 {
     static const char *const keys[] = {"iface_id",        "host_dev_name",   "guest_mac", "mtu",
                                        "rx_rate_limiter", "tx_rate_limiter", NULL};
-    struct net_config n = {0};
+    struct net_config n = {.poll_us = CONFIG_POLL_US_DEFAULT};
     struct json_object *v;
     const char *s;
     char p[JU_PATH_MAX];
@@ -584,13 +577,6 @@ static int parse_logger(struct json_object *o, const char *path, struct logger_c
 {
     static const char *const keys[] = {"log_path",        "level",  "show_level",
                                        "show_log_origin", "module", NULL};
-    /* Firecracker matches levels case-insensitively and also takes "Warn". */
-    static const struct {
-        const char *name;
-        enum log_level level;
-    } levels[] = {{"Error", LOG_ERROR}, {"Warning", LOG_WARNING}, {"Warn", LOG_WARNING},
-                  {"Info", LOG_INFO},   {"Debug", LOG_DEBUG},     {"Trace", LOG_TRACE},
-                  {"Off", LOG_OFF}};
     struct logger_config l = {.level = LOG_INFO};
     const char *s;
     int rc;
@@ -601,17 +587,11 @@ static int parse_logger(struct json_object *o, const char *path, struct logger_c
         goto fail;
     if ((rc = ju_get_string(o, path, "level", OPT, 64, &s)) < 0)
         goto fail;
-    if (rc) {
-        size_t i;
-        for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
-            if (strcasecmp(s, levels[i].name) == 0)
-                break;
-        if (i == sizeof(levels) / sizeof(levels[0])) {
-            rc = bad_enum(path, "level",
-                          "one of Error, Warning, Info, Debug, Trace, Off (any case)", s);
-            goto fail;
-        }
-        l.level = levels[i].level;
+    if (rc && log_level_parse(s, &l.level) < 0) {
+        /* Firecracker matches levels case-insensitively and also takes "Warn". */
+        rc =
+            bad_enum(path, "level", "one of Error, Warning, Info, Debug, Trace, Off (any case)", s);
+        goto fail;
     }
     if ((rc = ju_get_bool(o, path, "show_level", OPT, &l.show_level)) < 0 ||
         (rc = ju_get_bool(o, path, "show_log_origin", OPT, &l.show_log_origin)) < 0 ||
@@ -1015,7 +995,7 @@ struct json_object *config_logger_to_json(const struct logger_config *l)
     bool bad = false;
     struct json_object *o = json_object_new_object();
     put_str(o, "log_path", l->log_path, &bad);
-    put_str(o, "level", config_log_level_name(l->level), &bad);
+    put_str(o, "level", log_level_name(l->level), &bad);
     put_bool(o, "show_level", l->show_level, &bad);
     put_bool(o, "show_log_origin", l->show_log_origin, &bad);
     put_str(o, "module", l->module, &bad);

@@ -23,7 +23,7 @@
 
 #include <json-c/json.h>
 
-#include "../vmm/config.h"
+#include "../vmm/base/config.h"
 
 /* Largest file config_load_file() reads. */
 #define CONFIG_FILE_MAX (1u << 20)
@@ -95,6 +95,5 @@ struct json_object *config_metrics_to_json(const struct metrics_config *m);
 /* Names as they appear in the JSON ("Unsafe", "Sync", "Info"). */
 const char *config_cache_type_name(enum cache_type t);
 const char *config_io_engine_name(enum io_engine e);
-const char *config_log_level_name(enum log_level l);
 
 #endif

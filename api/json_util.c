@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 /* ---- syntax check ------------------------------------------------------ */
 

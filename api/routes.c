@@ -2,12 +2,9 @@
 #define _GNU_SOURCE
 #include "routes.h"
 
-#include "../vmm/vdev.h"
-
-#include "../vmm/err.h"
-#include "../vmm/log.h"
-#include "../vmm/metrics.h"
-#include "../vmm/vm.h"
+#include "../vmm/base/err.h"
+#include "../vmm/base/log.h"
+#include "../vmm/base/metrics.h"
 #include "config_json.h"
 #include "json_util.h"
 
@@ -53,34 +50,35 @@ static const char *state_name(struct api_vmm *a)
 {
     if (!a->started)
         return "Not started";
-    return vm_is_paused(a->vm) ? "Paused" : "Running";
+    return a->ops->is_paused(a->vmm) ? "Paused" : "Running";
 }
 
-/* Parse a request body as one JSON object. */
+/* Parse a request body as one JSON object: 0, or -EINVAL with the fault in *body. */
 static int body_object(const struct http_request *req, struct json_object **o, char **body)
 {
     if (!req->body || req->body_len == 0) {
         fault(body, 400, "the request needs a JSON body");
-        return -1;
+        return -EINVAL;
     }
     if (ju_parse(req->body, req->body_len, o) < 0) {
         fault(body, 400, "%s", err_msg());
-        return -1;
+        return -EINVAL;
     }
     if (!json_object_is_type(*o, json_type_object)) {
         json_object_put(*o);
         fault(body, 400, "the request body must be a JSON object");
-        return -1;
+        return -EINVAL;
     }
     return 0;
 }
 
+/* 0 before InstanceStart; else -EBUSY with the fault in *body. */
 static int pre_boot_only(struct api_vmm *a, const char *what, char **body)
 {
     if (!a->started)
         return 0;
     fault(body, 400, "%s: the microVM is running; this is only allowed before InstanceStart", what);
-    return -1;
+    return -EBUSY;
 }
 
 /* ---- handlers ---- */
@@ -159,8 +157,8 @@ static int patch_device(struct api_vmm *a, const struct http_request *req, const
     } else if (slot < 0) {
         st = fault(body, 400, "%s/%s: no such device in this VM", what, id);
     } else if (is_drive) {
-        rc = vdev_update_drive(a->vm, id, dp.path_on_host,
-                               dp.has_rate_limiter ? &dp.rate_limiter : NULL);
+        rc = a->ops->update_drive(a->vmm, id, dp.path_on_host,
+                                  dp.has_rate_limiter ? &dp.rate_limiter : NULL);
         if (rc) {
             st = fault(body, 400, "%s", err_msg());
         } else {
@@ -174,8 +172,8 @@ static int patch_device(struct api_vmm *a, const struct http_request *req, const
                 d->rate_limiter = dp.rate_limiter;
         }
     } else {
-        rc = vdev_update_net(a->vm, id, np.has_rx ? &np.rx_rate_limiter : NULL,
-                             np.has_tx ? &np.tx_rate_limiter : NULL);
+        rc = a->ops->update_net(a->vmm, id, np.has_rx ? &np.rx_rate_limiter : NULL,
+                                np.has_tx ? &np.tx_rate_limiter : NULL);
         if (rc) {
             st = fault(body, 400, "%s", err_msg());
         } else {
@@ -288,7 +286,7 @@ static int put_logger(struct api_vmm *a, const struct http_request *req, char **
         config_logger_free(&a->cfg.logger);
     a->cfg.logger = l;
     a->cfg.has_logger = true;
-    if (a->apply_logger && a->apply_logger(a) < 0)
+    if (a->ops->apply_logger(a->vmm, &a->cfg) < 0)
         return fault(body, 400, "%s", err_msg());
     return 204;
 }
@@ -355,7 +353,7 @@ static int put_actions(struct api_vmm *a, const struct http_request *req, char *
             return fault(body, 400,
                          "InstanceStart: boot-source is not configured "
                          "(PUT /boot-source first)");
-        if (a->start(a) < 0)
+        if (a->ops->start(a->vmm, &a->cfg) < 0)
             return fault(body, 400, "InstanceStart: %s", err_msg());
         a->started = true;
         return 204;
@@ -363,7 +361,7 @@ static int put_actions(struct api_vmm *a, const struct http_request *req, char *
     if (strcmp(action, "SendCtrlAltDel") == 0) {
         if (!a->started)
             return fault(body, 400, "SendCtrlAltDel: the microVM is not running");
-        if (i8042_ctrl_alt_del(&a->vm->i8042) < 0)
+        if (a->ops->ctrl_alt_del(a->vmm) < 0)
             return fault(body, 400, "SendCtrlAltDel: the i8042 buffer is full; try again");
         return 204;
     }
@@ -397,10 +395,8 @@ static int patch_vm(struct api_vmm *a, const struct http_request *req, char **bo
         return fault(body, 400, "vm.state: expected \"Paused\" or \"Resumed\"");
     if (!a->started)
         return fault(body, 400, "vm: the microVM is not running yet");
-    if (pause)
-        vm_pause(a->vm);
-    else
-        vm_resume(a->vm);
+    if ((pause ? a->ops->pause(a->vmm) : a->ops->resume(a->vmm)) < 0)
+        return fault(body, 400, "vm: %s", err_msg());
     return 204;
 }
 

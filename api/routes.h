@@ -1,30 +1,47 @@
 /* routes.h - Firecracker's REST endpoints over Ember's configuration model.
  *
- * Pre-boot PUTs build the configuration; `PUT /actions InstanceStart` calls
- * back into the VMM to build and boot; after that only the post-boot
- * endpoints are accepted. A rejected request changes nothing and gets
- * 400/404/405 with {"fault_message": "..."} naming the field.
+ * Pre-boot PUTs build the configuration; `PUT /actions InstanceStart` asks
+ * the VMM to build and boot; after that only the post-boot endpoints are
+ * accepted. A rejected request changes nothing and gets 400/404/405 with
+ * {"fault_message": "..."} naming the field.
+ *
+ * The API drives the VM only through struct api_vm_ops, which the VMM's
+ * main fills in: this layer knows the configuration, never the VM.
  */
 #ifndef EMBER_API_ROUTES_H
 #define EMBER_API_ROUTES_H
 
 #include <stdbool.h>
 
-#include "../vmm/config.h"
+#include "../vmm/base/config.h"
 #include "http.h"
 
-struct vm;
+/* What the API asks of the VMM. Each returns 0 or -errno with err_msg() set,
+ * and is only called in the state named. `vmm` is struct api_vmm.vmm. */
+struct api_vm_ops {
+    /* Not started: build the VM from the configuration and boot it. */
+    int (*start)(void *vmm, const struct vm_config *cfg);
+    /* Started: stop the vCPUs and devices / let them go again. */
+    int (*pause)(void *vmm);
+    int (*resume)(void *vmm);
+    bool (*is_paused)(void *vmm);
+    /* Started: queue Ctrl-Alt-Del on the i8042 (-ENOSPC: its buffer is full). */
+    int (*ctrl_alt_del)(void *vmm);
+    /* Started: PATCH a drive (new path and/or limiter; NULL: keep) or an
+     * interface's limiters; -ENOENT if no device has that id. */
+    int (*update_drive)(void *vmm, const char *id, const char *path, const struct rate_limiter *rl);
+    int (*update_net)(void *vmm, const char *id, const struct rate_limiter *rx,
+                      const struct rate_limiter *tx);
+    /* Any time: apply cfg->logger (path, level, format). */
+    int (*apply_logger)(void *vmm, const struct vm_config *cfg);
+};
 
 struct api_vmm {
     struct vm_config cfg;
-    const char *id;
+    const char *id; /* instance id, for GET / */
     bool started;
-    struct vm *vm; /* set by start() */
-    void *opaque;
-    /* Build and boot the VM from cfg; 0 or -errno with err_msg() set. */
-    int (*start)(struct api_vmm *a);
-    /* Apply a newly configured logger (log_path, level, format). */
-    int (*apply_logger)(struct api_vmm *a);
+    const struct api_vm_ops *ops;
+    void *vmm;
 };
 
 /* api_route_fn for api/server.h: opaque is a struct api_vmm. */

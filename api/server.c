@@ -2,8 +2,8 @@
 #define _GNU_SOURCE
 #include "server.h"
 
-#include "../vmm/err.h"
-#include "../vmm/log.h"
+#include "../vmm/base/err.h"
+#include "../vmm/base/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -214,8 +214,8 @@ static int check_existing(const char *path)
     return 0;
 }
 
-int api_server_listen(struct api_server *s, const char *path, struct evloop *ev,
-                      size_t max_payload, api_route_fn route, void *opaque)
+int api_server_listen(struct api_server *s, const char *path, struct evloop *ev, size_t max_payload,
+                      api_route_fn route, void *opaque)
 {
     memset(s, 0, sizeof(*s));
     s->fd = -1;

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "../vmm/evloop.h"
+#include "../vmm/base/evloop.h"
 #include "http.h"
 
 #define API_MAX_CONNS 1024
@@ -35,8 +35,8 @@ struct api_server {
 
 /* Bind and listen on `path`. An existing path is replaced only if it is a
  * stale socket nobody accepts on; anything else is an error naming it. */
-int api_server_listen(struct api_server *s, const char *path, struct evloop *ev,
-                      size_t max_payload, api_route_fn route, void *opaque);
+int api_server_listen(struct api_server *s, const char *path, struct evloop *ev, size_t max_payload,
+                      api_route_fn route, void *opaque);
 /* Close every connection and the socket, and remove the socket file. */
 void api_server_close(struct api_server *s);
 

@@ -4,7 +4,7 @@
 #include "boot.h"
 #include "layout.h"
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../vmm/guest_mem.h"
+#include "../vmm/base/guest_mem.h"
 
 enum boot_protocol {
     BOOT_PROTO_AUTO = 0, /* PVH if the ELF has the note, else Linux 64-bit */

@@ -5,7 +5,7 @@
 #include "layout.h"
 #include "pvh.h"
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -93,44 +93,49 @@ static int in_segments(const uint8_t *img, const Elf64_Ehdr *eh, uint64_t pa)
     return 0;
 }
 
-int elf_load(struct guest_mem *gm, const uint8_t *img, size_t len, const char *name,
-             struct kernel_info *ki)
+/* The ELF header of an x86_64 executable with usable program headers inside the file. */
+static int check_header(const uint8_t *img, size_t len, const char *name, Elf64_Ehdr *eh)
 {
-    memset(ki, 0, sizeof(*ki));
-    ki->kind = KERNEL_KIND_ELF;
     if (len < sizeof(Elf64_Ehdr))
         return err_set(-EINVAL, "kernel %s: truncated ELF header (%zu bytes)", name, len);
-    Elf64_Ehdr eh;
-    memcpy(&eh, img, sizeof(eh));
-    if (memcmp(eh.e_ident, ELFMAG, SELFMAG))
+    memcpy(eh, img, sizeof(*eh));
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG))
         return err_set(-EINVAL, "kernel %s: not an ELF file", name);
-    if (eh.e_ident[EI_CLASS] != ELFCLASS64)
-        return err_set(-EINVAL, "kernel %s: ELF class %u is not ELF64", name, eh.e_ident[EI_CLASS]);
-    if (eh.e_ident[EI_DATA] != ELFDATA2LSB)
+    if (eh->e_ident[EI_CLASS] != ELFCLASS64)
+        return err_set(-EINVAL, "kernel %s: ELF class %u is not ELF64", name,
+                       eh->e_ident[EI_CLASS]);
+    if (eh->e_ident[EI_DATA] != ELFDATA2LSB)
         return err_set(-EINVAL, "kernel %s: ELF is not little-endian", name);
-    if (eh.e_machine != EM_X86_64)
-        return err_set(-EINVAL, "kernel %s: ELF machine %u is not x86_64 (%u)", name, eh.e_machine,
+    if (eh->e_machine != EM_X86_64)
+        return err_set(-EINVAL, "kernel %s: ELF machine %u is not x86_64 (%u)", name, eh->e_machine,
                        EM_X86_64);
-    if (eh.e_type != ET_EXEC)
+    if (eh->e_type != ET_EXEC)
         return err_set(-EINVAL, "kernel %s: ELF type %u is not an executable (ET_EXEC)", name,
-                       eh.e_type);
-    if (eh.e_phentsize != sizeof(Elf64_Phdr))
-        return err_set(-EINVAL, "kernel %s: e_phentsize %u, expected %zu", name, eh.e_phentsize,
+                       eh->e_type);
+    if (eh->e_phentsize != sizeof(Elf64_Phdr))
+        return err_set(-EINVAL, "kernel %s: e_phentsize %u, expected %zu", name, eh->e_phentsize,
                        sizeof(Elf64_Phdr));
-    if (eh.e_phnum == 0 || eh.e_phnum == PN_XNUM)
+    if (eh->e_phnum == 0 || eh->e_phnum == PN_XNUM)
         return err_set(-EINVAL, "kernel %s: e_phnum %u: no usable program headers", name,
-                       eh.e_phnum);
-    const unsigned phnum = eh.e_phnum;
-    if (!in_file(eh.e_phoff, (uint64_t)phnum * sizeof(Elf64_Phdr), len))
+                       eh->e_phnum);
+    if (!in_file(eh->e_phoff, (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr), len))
         return err_set(-EINVAL,
                        "kernel %s: program headers (%u at 0x%" PRIx64
                        ") run past the end of the file (%zu bytes)",
-                       name, phnum, (uint64_t)eh.e_phoff, len);
+                       name, eh->e_phnum, (uint64_t)eh->e_phoff, len);
+    return 0;
+}
 
-    /* Pass 1: validate everything before writing any guest memory. */
-    uint64_t lo = UINT64_MAX, hi = 0, pvh = 0;
-    for (unsigned i = 0; i < phnum; i++) {
-        const Elf64_Phdr ph = phdr(img, &eh, i), *p = &ph;
+/* Pass 1, before any guest memory is written: every segment inside the file,
+ * every PT_LOAD inside guest RAM above 1 MiB; the loaded span [*lo, *hi) and
+ * the PVH entry from the notes (0 if none). */
+static int check_segments(const struct guest_mem *gm, const uint8_t *img, size_t len,
+                          const Elf64_Ehdr *eh, const char *name, uint64_t *lo, uint64_t *hi,
+                          uint64_t *pvh)
+{
+    *lo = UINT64_MAX, *hi = 0, *pvh = 0;
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        const Elf64_Phdr ph = phdr(img, eh, i), *p = &ph;
         if (p->p_type != PT_LOAD && p->p_type != PT_NOTE)
             continue;
         if (!in_file(p->p_offset, p->p_filesz, len))
@@ -139,7 +144,7 @@ int elf_load(struct guest_mem *gm, const uint8_t *img, size_t len, const char *n
                            ") runs past the end of the file (%zu bytes)",
                            name, i, (uint64_t)p->p_offset, (uint64_t)p->p_filesz, len);
         if (p->p_type == PT_NOTE) {
-            int rc = note_entry(img, p, (int)i, name, &pvh);
+            int rc = note_entry(img, p, (int)i, name, pvh);
             if (rc < 0)
                 return rc;
             continue;
@@ -161,19 +166,26 @@ int elf_load(struct guest_mem *gm, const uint8_t *img, size_t len, const char *n
                            "kernel %s: segment %u at 0x%" PRIx64
                            " is below 1 MiB, where Ember keeps its boot data",
                            name, i, (uint64_t)p->p_paddr);
-        if (p->p_paddr < lo)
-            lo = p->p_paddr;
-        if (p->p_paddr + p->p_memsz > hi)
-            hi = p->p_paddr + p->p_memsz;
+        if (p->p_paddr < *lo)
+            *lo = p->p_paddr;
+        if (p->p_paddr + p->p_memsz > *hi)
+            *hi = p->p_paddr + p->p_memsz;
     }
-    if (hi == 0)
+    if (*hi == 0)
         return err_set(-EINVAL, "kernel %s: no loadable (PT_LOAD) segment", name);
+    return 0;
+}
 
-    uint64_t entry = eh.e_entry;
+/* The physical entry point: e_entry, translated through its segment if it is
+ * a virtual (high-half) address; it, and the PVH entry, inside a loaded segment. */
+static int entry_point(const uint8_t *img, const Elf64_Ehdr *eh, const char *name, uint64_t pvh,
+                       uint64_t *out)
+{
+    uint64_t entry = eh->e_entry;
     if (entry >= ELF_VIRT_BASE) {
         int found = 0;
-        for (unsigned i = 0; i < phnum && !found; i++) {
-            const Elf64_Phdr ph = phdr(img, &eh, i), *p = &ph;
+        for (unsigned i = 0; i < eh->e_phnum && !found; i++) {
+            const Elf64_Phdr ph = phdr(img, eh, i), *p = &ph;
             if (p->p_type == PT_LOAD && p->p_memsz && entry >= p->p_vaddr &&
                 entry - p->p_vaddr < p->p_memsz) {
                 entry = entry - p->p_vaddr + p->p_paddr;
@@ -184,28 +196,53 @@ int elf_load(struct guest_mem *gm, const uint8_t *img, size_t len, const char *n
             return err_set(-EINVAL,
                            "kernel %s: virtual entry point 0x%" PRIx64
                            " is not inside any loaded segment",
-                           name, (uint64_t)eh.e_entry);
+                           name, (uint64_t)eh->e_entry);
     }
-    if (!in_segments(img, &eh, entry))
+    if (!in_segments(img, eh, entry))
         return err_set(-EINVAL,
                        "kernel %s: entry point 0x%" PRIx64 " is not inside any loaded segment",
                        name, entry);
-    if (pvh && !in_segments(img, &eh, pvh))
+    if (pvh && !in_segments(img, eh, pvh))
         return err_set(-EINVAL,
                        "kernel %s: PVH entry 0x%" PRIx64 " is not inside any loaded segment", name,
                        pvh);
+    *out = entry;
+    return 0;
+}
 
-    /* Pass 2: load. */
-    for (unsigned i = 0; i < phnum; i++) {
-        const Elf64_Phdr ph = phdr(img, &eh, i), *p = &ph;
+/* Pass 2: copy every PT_LOAD to its physical address, zeroing its bss. */
+static int load_segments(struct guest_mem *gm, const uint8_t *img, const Elf64_Ehdr *eh,
+                         const char *name)
+{
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        const Elf64_Phdr ph = phdr(img, eh, i), *p = &ph;
         if (p->p_type != PT_LOAD || p->p_memsz == 0)
             continue;
         uint8_t *dst = gm_ptr(gm, p->p_paddr, p->p_memsz);
-        if (!dst) /* checked above */
+        if (!dst) /* checked in pass 1 */
             return err_set(-EFAULT, "kernel %s: segment %u is outside guest memory", name, i);
         memcpy(dst, img + p->p_offset, p->p_filesz);
         memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
     }
+    return 0;
+}
+
+int elf_load(struct guest_mem *gm, const uint8_t *img, size_t len, const char *name,
+             struct kernel_info *ki)
+{
+    memset(ki, 0, sizeof(*ki));
+    ki->kind = KERNEL_KIND_ELF;
+    Elf64_Ehdr eh;
+    uint64_t lo = 0, hi = 0, pvh = 0, entry = 0;
+    int rc = check_header(img, len, name, &eh);
+    if (!rc)
+        rc = check_segments(gm, img, len, &eh, name, &lo, &hi, &pvh);
+    if (!rc)
+        rc = entry_point(img, &eh, name, pvh, &entry);
+    if (!rc)
+        rc = load_segments(gm, img, &eh, name);
+    if (rc)
+        return rc;
     ki->entry64 = entry;
     ki->pvh_entry = pvh;
     ki->load_lo = lo;

@@ -4,7 +4,7 @@
 #include "layout.h"
 #include "pvh.h"
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 #include <errno.h>
 #include <string.h>

@@ -3,7 +3,7 @@
 #include "boot.h"
 #include "layout.h"
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 #include <asm/bootparam.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
 #define _GNU_SOURCE
 #include "jail_opts.h"
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -139,81 +139,63 @@ static const char *flag_value(int argc, char **argv, int *i, const char *name, b
     return argv[++*i];
 }
 
-int jail_parse_args(int argc, char **argv, struct jail_opts *o)
+/* The flags that take a value. */
+static const char *const valued_flags[] = {"id",
+                                           "exec-file",
+                                           "uid",
+                                           "gid",
+                                           "chroot-base-dir",
+                                           "netns",
+                                           "cgroup",
+                                           "cgroup-version",
+                                           "parent-cgroup",
+                                           "resource-limit",
+                                           NULL};
+
+/* --NAME VALUE into the options. */
+static int apply_value(struct jail_opts *o, const char *name, const char *v)
 {
-    memset(o, 0, sizeof(*o));
-    o->base_dir = JAIL_DEFAULT_BASE;
-    o->parent_cgroup = JAIL_DEFAULT_PARENT_CGROUP;
-    o->cgroup_version = 2;
-    static char *no_args[] = {NULL};
-    o->ember_argv = no_args;
     int r;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        bool missing = false;
-        if (!strcmp(a, "--")) {
-            o->ember_argv = argv + i + 1;
-            o->ember_argc = argc - i - 1;
-            break;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            o->help = true;
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            o->version = true;
-            return 0;
-        } else if (!strcmp(a, "--daemonize")) {
-            o->daemonize = true;
-        } else if (!strcmp(a, "--new-pid-ns")) {
-            o->new_pid_ns = true;
-        } else if (!strcmp(a, "--allow-root")) {
-            o->allow_root = true;
-        } else if ((v = flag_value(argc, argv, &i, "id", &missing))) {
-            o->id = v;
-        } else if ((v = flag_value(argc, argv, &i, "exec-file", &missing))) {
-            o->exec_file = v;
-        } else if ((v = flag_value(argc, argv, &i, "uid", &missing))) {
-            uint32_t n = 0;
-            if ((r = jail_parse_id_number(v, "--uid", &n)) < 0)
-                return r;
-            o->uid = n;
-            o->have_uid = true;
-        } else if ((v = flag_value(argc, argv, &i, "gid", &missing))) {
-            uint32_t n = 0;
-            if ((r = jail_parse_id_number(v, "--gid", &n)) < 0)
-                return r;
-            o->gid = n;
-            o->have_gid = true;
-        } else if ((v = flag_value(argc, argv, &i, "chroot-base-dir", &missing))) {
-            o->base_dir = v;
-        } else if ((v = flag_value(argc, argv, &i, "netns", &missing))) {
-            o->netns = v;
-        } else if ((v = flag_value(argc, argv, &i, "cgroup-version", &missing))) {
-            if (!strcmp(v, "1"))
-                o->cgroup_version = 1;
-            else if (!strcmp(v, "2"))
-                o->cgroup_version = 2;
-            else
-                return err_set(-EINVAL, "--cgroup-version %s: must be 1 or 2", v);
-        } else if ((v = flag_value(argc, argv, &i, "cgroup", &missing))) {
-            if (o->n_cgroups == JAIL_MAX_CGROUPS)
-                return err_set(-E2BIG, "--cgroup: at most %d", JAIL_MAX_CGROUPS);
-            if ((r = jail_parse_cgroup(v, &o->cgroups[o->n_cgroups])) < 0)
-                return r;
-            o->n_cgroups++;
-        } else if ((v = flag_value(argc, argv, &i, "parent-cgroup", &missing))) {
-            o->parent_cgroup = v;
-        } else if ((v = flag_value(argc, argv, &i, "resource-limit", &missing))) {
-            if (o->n_rlimits == JAIL_MAX_RLIMITS)
-                return err_set(-E2BIG, "--resource-limit: at most %d", JAIL_MAX_RLIMITS);
-            if ((r = jail_parse_rlimit(v, &o->rlimits[o->n_rlimits])) < 0)
-                return r;
-            o->n_rlimits++;
-        } else if (missing) {
-            return err_set(-EINVAL, "%s: missing value", a);
-        } else {
-            return err_set(-EINVAL, "%s: unknown argument (Ember's own arguments go after --)", a);
-        }
+    uint32_t n = 0;
+    if (!strcmp(name, "id")) {
+        o->id = v;
+    } else if (!strcmp(name, "exec-file")) {
+        o->exec_file = v;
+    } else if (!strcmp(name, "uid") || !strcmp(name, "gid")) {
+        bool uid = name[0] == 'u';
+        if ((r = jail_parse_id_number(v, uid ? "--uid" : "--gid", &n)) < 0)
+            return r;
+        *(uid ? &o->uid : &o->gid) = n;
+        *(uid ? &o->have_uid : &o->have_gid) = true;
+    } else if (!strcmp(name, "chroot-base-dir")) {
+        o->base_dir = v;
+    } else if (!strcmp(name, "netns")) {
+        o->netns = v;
+    } else if (!strcmp(name, "cgroup-version")) {
+        if (strcmp(v, "1") && strcmp(v, "2"))
+            return err_set(-EINVAL, "--cgroup-version %s: must be 1 or 2", v);
+        o->cgroup_version = v[0] - '0';
+    } else if (!strcmp(name, "cgroup")) {
+        if (o->n_cgroups == JAIL_MAX_CGROUPS)
+            return err_set(-E2BIG, "--cgroup: at most %d", JAIL_MAX_CGROUPS);
+        if ((r = jail_parse_cgroup(v, &o->cgroups[o->n_cgroups])) < 0)
+            return r;
+        o->n_cgroups++;
+    } else if (!strcmp(name, "parent-cgroup")) {
+        o->parent_cgroup = v;
+    } else { /* resource-limit */
+        if (o->n_rlimits == JAIL_MAX_RLIMITS)
+            return err_set(-E2BIG, "--resource-limit: at most %d", JAIL_MAX_RLIMITS);
+        if ((r = jail_parse_rlimit(v, &o->rlimits[o->n_rlimits])) < 0)
+            return r;
+        o->n_rlimits++;
     }
+    return 0;
+}
+
+/* What must hold once every flag is read. */
+static int check_opts(struct jail_opts *o)
+{
     if (!o->id)
         return err_set(-EINVAL, "--id: required");
     if (!jail_valid_id(o->id))
@@ -249,4 +231,47 @@ int jail_parse_args(int argc, char **argv, struct jail_opts *o)
             return err_set(-EINVAL, "--id after --: the jailer passes --id %s to the VMM itself",
                            o->id);
     return 0;
+}
+
+int jail_parse_args(int argc, char **argv, struct jail_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->base_dir = JAIL_DEFAULT_BASE;
+    o->parent_cgroup = JAIL_DEFAULT_PARENT_CGROUP;
+    o->cgroup_version = 2;
+    static char *no_args[] = {NULL};
+    o->ember_argv = no_args;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            o->ember_argv = argv + i + 1;
+            o->ember_argc = argc - i - 1;
+            break;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--version")) {
+            *(a[2] == 'v' ? &o->version : &o->help) = true;
+            return 0;
+        }
+        bool *flag = !strcmp(a, "--daemonize")    ? &o->daemonize
+                     : !strcmp(a, "--new-pid-ns") ? &o->new_pid_ns
+                     : !strcmp(a, "--allow-root") ? &o->allow_root
+                                                  : NULL;
+        if (flag) {
+            *flag = true;
+            continue;
+        }
+        bool missing = false;
+        const char *v = NULL;
+        size_t k;
+        for (k = 0; valued_flags[k] && !v && !missing; k++)
+            v = flag_value(argc, argv, &i, valued_flags[k], &missing);
+        if (missing)
+            return err_set(-EINVAL, "%s: missing value", a);
+        if (!v)
+            return err_set(-EINVAL, "%s: unknown argument (Ember's own arguments go after --)", a);
+        int r = apply_value(o, valued_flags[k - 1], v);
+        if (r < 0)
+            return r;
+    }
+    return check_opts(o);
 }

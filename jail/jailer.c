@@ -6,7 +6,7 @@
 #define _GNU_SOURCE
 #include "jail_opts.h"
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 #include <elf.h>
 #include <errno.h>

@@ -4,9 +4,9 @@
 #define _GNU_SOURCE
 #include "seccomp.h"
 
-#include "../vmm/err.h"
-#include "../vmm/log.h"
-#include "../vmm/metrics.h"
+#include "../vmm/base/err.h"
+#include "../vmm/base/log.h"
+#include "../vmm/base/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,16 +180,14 @@ static const struct rule vmm_rules[] = {
 };
 
 /* vCPU threads: KVM_RUN and the PIO/MMIO handlers (UART output, i8042,
- * virtio-mmio registers), pausing, and leaving. */
+ * virtio-mmio registers), pausing, and leaving. A device's activation or
+ * reset is only recorded here and handed to the main loop (virtio/mmio.h), so
+ * no device work (epoll, io_uring, tap ioctls) runs on a vCPU thread. */
 static const struct rule vcpu_rules[] = {
     IOCTL(KVM_RUN, "run the guest"),
     IOCTL(KVM_GET_REGS, "RIP in exit reports"),
     IOCTL(KVM_KVMCLOCK_CTRL, "on pause: tell the guest's kvmclock it was stopped"),
-    ALLOW(write, "guest console output, irqfd/kick/exit eventfds, log lines"),
-    /* virtio-mmio status writes run the device's activate/reset here */
-    IOCTL(TUNSETOFFLOAD, "virtio-net activate: offloads the driver accepted"),
-    ALLOW(epoll_ctl, "virtio-net activate/reset: tap fd interest"),
-    ALLOW(io_uring_enter, "virtio-blk reset: drain in-flight Async requests"),
+    ALLOW(write, "guest console output, irqfd/kick/device-work/exit eventfds, log lines"),
     ALLOW(timerfd_settime, "serial output rate limiter: arm its refill timer"),
     ALLOW(futex, "device locks, pause/resume"),
     ALLOW(rt_sigreturn, "return from the kick handler"),
@@ -719,20 +717,6 @@ int seccomp_install(enum seccomp_kind kind, unsigned index)
     }
     return 0;
 }
-
-#ifdef EMBER_TEST_HOOKS
-void seccomp_test_trigger(enum seccomp_kind kind)
-{
-    const char *want = getenv("EMBER_TEST_SECCOMP_TRIGGER");
-    if (!want || strcmp(want, seccomp_kind_name(kind)))
-        return;
-    log_warn("test hook: the %s thread calls socket(AF_INET), which its filter forbids",
-             seccomp_kind_name(kind));
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0)
-        close(fd); /* filters off: nothing happens */
-}
-#endif
 
 /* ---- syscall names, for the SIGSYS handler (a table: async-signal-safe) ---- */
 

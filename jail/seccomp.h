@@ -85,15 +85,4 @@ const char *seccomp_build_id(void);
 /* Name of x86_64 syscall `nr` ("?" if unknown); async-signal-safe. */
 const char *seccomp_syscall_name(long nr);
 
-#ifdef EMBER_TEST_HOOKS
-/* Test builds only (ember-testhooks): if EMBER_TEST_SECCOMP_TRIGGER names
- * `kind` ("vmm" or "vcpu"), make a forbidden call (socket(AF_INET, ...)). */
-void seccomp_test_trigger(enum seccomp_kind kind);
-#else
-static inline void seccomp_test_trigger(enum seccomp_kind kind)
-{
-    (void)kind;
-}
-#endif
-
 #endif

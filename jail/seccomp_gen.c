@@ -6,7 +6,7 @@
 #define _GNU_SOURCE
 #include "seccomp.h"
 
-#include "../vmm/err.h"
+#include "../vmm/base/err.h"
 
 #include <stdio.h>
 #include <stdlib.h>

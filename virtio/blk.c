@@ -1,8 +1,10 @@
 /* blk.c - virtio-blk over virtio-mmio: request parsing, the Sync engine
  * (preadv/pwritev/fdatasync on the main thread) and the Async engine
  * (io_uring: one SQE per request, one submit per kick, completions reaped in
- * batches from an eventfd on the main loop), rate limiting, drive update.
+ * batches from an eventfd on the main loop), polling an emptied ring through
+ * the event loop, rate limiting, drive update, and the kind table.
  */
+#include "blk_internal.h"
 #include "blk.h"
 
 #include <endian.h>
@@ -11,6 +13,7 @@
 #include <liburing.h>
 #include <linux/fs.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -21,9 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../vmm/err.h"
-#include "../vmm/log.h"
-#include "../vmm/metrics.h"
+#include "../vmm/base/container_of.h"
+#include "../vmm/base/err.h"
+#include "../vmm/base/log.h"
+#include "../vmm/base/metrics.h"
 
 #define BLK_SECTOR 512u
 #define BLK_HDR_LEN 16u
@@ -44,13 +48,13 @@ struct blk_slot {
 };
 
 struct blk_dev {
-    struct virtio_mmio t; /* first: ops get &b->t */
-    char *id;
+    struct virtio_dev dev; /* first: ops get &b->dev.t */
     char *path;
     int fd;
     bool read_only;
     enum cache_type cache;
     enum io_engine engine;
+    unsigned poll_us;  /* after the ring runs empty (0: kick at once) */
     uint64_t capacity; /* sectors */
     struct rl rl;
 
@@ -76,12 +80,13 @@ struct blk_dev {
 
     struct evloop *ev;
     struct ev_handler ev_uring, ev_rl;
+    struct ev_poller poller; /* the emptied ring, on the loop's polling phase */
     bool uring_on_loop, rl_on_loop;
 };
 
 static struct blk_dev *to_blk(struct virtio_mmio *t)
 {
-    return (struct blk_dev *)((char *)t - offsetof(struct blk_dev, t));
+    return container_of(t, struct blk_dev, dev.t);
 }
 
 /* ---- parsing (pure) ---------------------------------------------------- */
@@ -240,7 +245,7 @@ static uint32_t used_len_of(uint64_t data)
 static void finish(struct blk_dev *b, uint16_t head, uint8_t *status, uint8_t st, uint32_t len)
 {
     *status = st;
-    virtq_push(&b->t.queues[0], head, len);
+    virtq_push(&b->dev.t.queues[0], head, len);
 }
 
 /* Sync engine: transfer everything, retrying short transfers. */
@@ -375,7 +380,7 @@ static bool async_cqe(struct blk_dev *b, const struct io_uring_cqe *cqe, bool de
     }
     if (st != VIRTIO_BLK_S_OK) {
         METRIC_INC(block_execute_fails);
-        log_debug("drive %s: async request (type %u) failed: %s", b->id, s->type,
+        log_debug("drive %s: async request (type %u) failed: %s", b->dev.id, s->type,
                   res < 0 ? strerror(-res) : "short transfer");
     }
     finish(b, s->head, s->status, st, st == VIRTIO_BLK_S_OK ? s->used_len : 1);
@@ -406,14 +411,14 @@ static void async_drain(struct blk_dev *b, bool deliver)
     while (b->ring_ok && b->n_inflight) {
         int r = io_uring_submit_and_wait(&b->ring, 1);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
-            log_error("drive %s: waiting for %u in-flight requests failed: %s", b->id,
+            log_error("drive %s: waiting for %u in-flight requests failed: %s", b->dev.id,
                       b->n_inflight, strerror(-r));
             break;
         }
         pushed |= async_reap(b, deliver);
     }
     if (pushed)
-        vmmio_signal_used(&b->t, 0);
+        vmmio_signal_used(&b->dev.t, 0);
 }
 
 /* Hand a request to io_uring. -EAGAIN: all slots busy; the rate-limiter
@@ -435,6 +440,127 @@ static int async_submit(struct blk_dev *b, const struct virtq_chain *c,
 
 /* ---- request execution -------------------------------------------------- */
 
+/* A chain that cannot carry a request: IOERR if it has a status byte, else
+ * returned unused. One warning, then debug lines. */
+static void blk_invalid(struct blk_dev *b, const struct virtq_chain *c,
+                        const struct blk_request *req, bool *pushed)
+{
+    METRIC_INC(block_invalid_reqs_count);
+    if (!b->bad_req_logged)
+        log_warn("drive %s: invalid request (%s); further ones are logged at debug level",
+                 b->dev.id,
+                 req->status ? "answered IOERR" : "no status byte: failed with length 0");
+    else
+        log_debug("drive %s: invalid request (%s)", b->dev.id,
+                  req->status ? "answered IOERR" : "no status byte");
+    b->bad_req_logged = true;
+    if (req->status)
+        finish(b, c->head, req->status, VIRTIO_BLK_S_IOERR, 1);
+    else
+        virtq_push(&b->dev.t.queues[0], c->head, 0);
+    *pushed = true;
+}
+
+/* The rate limiter's say: one op, plus the bytes of a transfer. All or nothing. */
+static bool blk_charge(struct blk_dev *b, const struct blk_request *req)
+{
+    bool io = req->type == VIRTIO_BLK_T_IN || req->type == VIRTIO_BLK_T_OUT;
+    if (!rl_consume(&b->rl, RL_OPS, 1)) {
+        METRIC_INC(block_rate_limiter_throttled_events);
+        return false;
+    }
+    if (io && req->data_len && !rl_consume(&b->rl, RL_BYTES, req->data_len)) {
+        rl_manual_replenish(&b->rl, RL_OPS, 1);
+        METRIC_INC(block_rate_limiter_throttled_events);
+        return false;
+    }
+    return true;
+}
+
+/* Outcome of one request: answered now (status byte, used length), handed to
+ * io_uring (answered on its completion), or to be tried again later. */
+enum blk_outcome { BLK_DONE, BLK_SUBMITTED, BLK_AGAIN };
+
+static enum blk_outcome blk_rw(struct blk_dev *b, const struct virtq_chain *c,
+                               const struct blk_request *req, uint8_t *st, uint32_t *len)
+{
+    bool wr = req->type == VIRTIO_BLK_T_OUT;
+    if (wr && b->read_only) {
+        *st = VIRTIO_BLK_S_IOERR;
+        return BLK_DONE;
+    }
+    if (wr) {
+        METRIC_INC(block_write_count);
+        METRIC_ADD(block_write_bytes, req->data_len);
+    } else {
+        METRIC_INC(block_read_count);
+        METRIC_ADD(block_read_bytes, req->data_len);
+    }
+    if (req->data_len == 0) {
+        *len = wr ? 1 : used_len_of(0);
+        return BLK_DONE;
+    }
+    if (b->engine == IO_ENGINE_ASYNC) {
+        int r = async_submit(b, c, req, req->data_len);
+        if (r == 0)
+            return BLK_SUBMITTED;
+        if (r == -EAGAIN)
+            return BLK_AGAIN;
+        *st = VIRTIO_BLK_S_IOERR;
+        return BLK_DONE;
+    }
+    unsigned n = wr ? build_iov(c, 0, c->n_out, BLK_HDR_LEN, req->data_len, b->iov)
+                    : build_iov(c, c->n_out, c->n_seg, 0, req->data_len, b->iov);
+    int r = sync_rw(b->fd, wr, b->iov, n, req->sector * BLK_SECTOR, req->data_len);
+    if (r < 0) {
+        log_debug("drive %s: %s at sector %llu failed: %s", b->dev.id, wr ? "write" : "read",
+                  (unsigned long long)req->sector, strerror(-r));
+        *st = VIRTIO_BLK_S_IOERR;
+    } else if (!wr) {
+        *len = used_len_of(req->data_len);
+    }
+    return BLK_DONE;
+}
+
+/* FLUSH: every write the guest saw completed reaches the file before this
+ * request completes (fdatasync, or io_uring's FSYNC after all earlier ones). */
+static enum blk_outcome blk_flush(struct blk_dev *b, const struct virtq_chain *c,
+                                  const struct blk_request *req, uint8_t *st)
+{
+    METRIC_INC(block_flush_count);
+    if (b->cache != CACHE_WRITEBACK)
+        return BLK_DONE; /* Unsafe: FLUSH not offered; answered OK, as Firecracker */
+    if (b->engine == IO_ENGINE_ASYNC) {
+        int r = async_submit(b, c, req, 0);
+        if (r == 0)
+            return BLK_SUBMITTED;
+        if (r == -EAGAIN)
+            return BLK_AGAIN;
+        *st = VIRTIO_BLK_S_IOERR;
+        return BLK_DONE;
+    }
+    while (fdatasync(b->fd) < 0) {
+        if (errno != EINTR) {
+            log_warn("drive %s: fdatasync of %s failed: %s", b->dev.id, b->path, strerror(errno));
+            *st = VIRTIO_BLK_S_IOERR;
+            break;
+        }
+    }
+    return BLK_DONE;
+}
+
+/* GET_ID: the drive id, NUL-padded to VIRTIO_BLK_ID_BYTES; returns the used length. */
+static uint32_t blk_get_id(struct blk_dev *b, const struct virtq_chain *c,
+                           const struct blk_request *req)
+{
+    METRIC_INC(block_get_id_count);
+    char id[VIRTIO_BLK_ID_BYTES] = {0};
+    size_t idl = strlen(b->dev.id);
+    memcpy(id, b->dev.id, idl < sizeof(id) ? idl : sizeof(id));
+    uint64_t want = req->data_len < sizeof(id) ? req->data_len : sizeof(id);
+    return (uint32_t)virtq_chain_write(c, 0, id, want) + 1;
+}
+
 /* Handle one chain. Returns 0 (answered or submitted) or -EAGAIN (throttled
  * by the rate limiter or the engine: keep the chain for later). Sets *pushed
  * if a used entry was added. */
@@ -442,112 +568,33 @@ static int blk_handle(struct blk_dev *b, const struct virtq_chain *c, bool *push
 {
     struct blk_request req;
     if (blk_parse_request(c, b->capacity, &req) < 0) {
-        METRIC_INC(block_invalid_reqs_count);
-        if (!b->bad_req_logged)
-            log_warn("drive %s: invalid request (%s); further ones are logged at debug level",
-                     b->id, req.status ? "answered IOERR" : "no status byte: failed with length 0");
-        else
-            log_debug("drive %s: invalid request (%s)", b->id,
-                      req.status ? "answered IOERR" : "no status byte");
-        b->bad_req_logged = true;
-        if (req.status)
-            finish(b, c->head, req.status, VIRTIO_BLK_S_IOERR, 1);
-        else
-            virtq_push(&b->t.queues[0], c->head, 0);
-        *pushed = true;
+        blk_invalid(b, c, &req, pushed);
         return 0;
     }
-
-    bool io = req.type == VIRTIO_BLK_T_IN || req.type == VIRTIO_BLK_T_OUT;
-    if (!rl_consume(&b->rl, RL_OPS, 1)) {
-        METRIC_INC(block_rate_limiter_throttled_events);
+    if (!blk_charge(b, &req))
         return -EAGAIN;
-    }
-    if (io && req.data_len && !rl_consume(&b->rl, RL_BYTES, req.data_len)) {
-        rl_manual_replenish(&b->rl, RL_OPS, 1);
-        METRIC_INC(block_rate_limiter_throttled_events);
-        return -EAGAIN;
-    }
-
     uint8_t st = VIRTIO_BLK_S_OK;
     uint32_t len = 1;
+    enum blk_outcome o = BLK_DONE;
     switch (req.type) {
     case VIRTIO_BLK_T_IN:
-    case VIRTIO_BLK_T_OUT: {
-        bool wr = req.type == VIRTIO_BLK_T_OUT;
-        if (wr && b->read_only) {
-            st = VIRTIO_BLK_S_IOERR;
-            break;
-        }
-        if (wr) {
-            METRIC_INC(block_write_count);
-            METRIC_ADD(block_write_bytes, req.data_len);
-        } else {
-            METRIC_INC(block_read_count);
-            METRIC_ADD(block_read_bytes, req.data_len);
-        }
-        if (req.data_len == 0) {
-            len = wr ? 1 : used_len_of(0);
-            break;
-        }
-        if (b->engine == IO_ENGINE_ASYNC) {
-            int r = async_submit(b, c, &req, req.data_len);
-            if (r == 0 || r == -EAGAIN)
-                return r;
-            st = VIRTIO_BLK_S_IOERR;
-            break;
-        }
-        unsigned n = wr ? build_iov(c, 0, c->n_out, BLK_HDR_LEN, req.data_len, b->iov)
-                        : build_iov(c, c->n_out, c->n_seg, 0, req.data_len, b->iov);
-        int r = sync_rw(b->fd, wr, b->iov, n, req.sector * BLK_SECTOR, req.data_len);
-        if (r < 0) {
-            log_debug("drive %s: %s at sector %llu failed: %s", b->id, wr ? "write" : "read",
-                      (unsigned long long)req.sector, strerror(-r));
-            st = VIRTIO_BLK_S_IOERR;
-        } else if (!wr) {
-            len = used_len_of(req.data_len);
-        }
+    case VIRTIO_BLK_T_OUT:
+        o = blk_rw(b, c, &req, &st, &len);
         break;
-    }
     case VIRTIO_BLK_T_FLUSH:
-        METRIC_INC(block_flush_count);
-        if (b->cache != CACHE_WRITEBACK)
-            break; /* Unsafe: FLUSH not offered; answered OK, as Firecracker */
-        if (b->engine == IO_ENGINE_ASYNC) {
-            int r = async_submit(b, c, &req, 0);
-            if (r == 0 || r == -EAGAIN)
-                return r;
-            st = VIRTIO_BLK_S_IOERR;
-            break;
-        }
-        while (fdatasync(b->fd) < 0) {
-            if (errno != EINTR) {
-                log_warn("drive %s: fdatasync of %s failed: %s", b->id, b->path, strerror(errno));
-                st = VIRTIO_BLK_S_IOERR;
-                break;
-            }
-        }
+        o = blk_flush(b, c, &req, &st);
         break;
-    case VIRTIO_BLK_T_GET_ID: {
-        METRIC_INC(block_get_id_count);
-        char id[VIRTIO_BLK_ID_BYTES] = {0};
-        size_t idl = strlen(b->id);
-        memcpy(id, b->id, idl < sizeof(id) ? idl : sizeof(id));
-        uint64_t want = req.data_len < sizeof(id) ? req.data_len : sizeof(id);
-        struct iovec *v = b->iov;
-        unsigned n = build_iov(c, c->n_out, c->n_seg, 0, want, v);
-        uint64_t done = 0;
-        for (unsigned k = 0; k < n; k++) {
-            memcpy(v[k].iov_base, id + done, v[k].iov_len);
-            done += v[k].iov_len;
-        }
-        len = (uint32_t)done + 1;
+    case VIRTIO_BLK_T_GET_ID:
+        len = blk_get_id(b, c, &req);
         break;
-    }
     default:
         st = VIRTIO_BLK_S_UNSUPP;
         break;
     }
+    if (o == BLK_AGAIN)
+        return -EAGAIN;
+    if (o == BLK_SUBMITTED)
+        return 0;
     if (st == VIRTIO_BLK_S_IOERR)
         METRIC_INC(block_execute_fails);
     finish(b, c->head, req.status, st, st == VIRTIO_BLK_S_OK ? len : 1);
@@ -555,7 +602,8 @@ static int blk_handle(struct blk_dev *b, const struct virtq_chain *c, bool *push
     return 0;
 }
 
-static void chain_copy(struct virtq_chain *dst, const struct virtq_chain *src)
+/* Keep a chain the limiter or a full engine refused, for the next run. */
+static void keep_chain(struct virtq_chain *dst, const struct virtq_chain *src)
 {
     dst->head = src->head;
     dst->n_seg = src->n_seg;
@@ -565,31 +613,48 @@ static void chain_copy(struct virtq_chain *dst, const struct virtq_chain *src)
     memcpy(dst->seg, src->seg, sizeof(src->seg[0]) * src->n_seg);
 }
 
-/* Process the queue (t->lock held). Returns true if used entries were pushed
- * (the caller signals once). */
-unsigned blk_poll_us = BLK_POLL_US_DEFAULT;
-
-/* The ring is empty: hand back what is done (submit, reap, interrupt), then
- * keep notifications off and watch the avail ring for up to blk_poll_us, so
- * that a guest with more requests coming need not kick. True if it has. */
-static bool blk_poll(struct blk_dev *b, bool *pushed)
+/* The ring is empty: hand back what is done (submit, reap, interrupt), then,
+ * with a poll budget, keep notifications off and let the event loop watch
+ * the avail ring for it, so that a guest with more requests coming need not
+ * kick. False: no polling, the caller asks for kicks again. */
+static bool blk_start_polling(struct blk_dev *b, bool *pushed)
 {
-    struct virtq *q = &b->t.queues[0];
+    if (!b->poll_us || !b->ev)
+        return false;
     if (b->ring_ok && io_uring_sq_ready(&b->ring)) {
         io_uring_submit(&b->ring);
         *pushed |= async_reap(b, true);
     }
     if (*pushed)
-        vmmio_signal_used(&b->t, 0);
+        vmmio_signal_used(&b->dev.t, 0);
     *pushed = false;
-    return virtq_poll_avail(q, blk_poll_us);
+    evloop_poll(b->ev, &b->poller, b->poll_us);
+    return true;
 }
 
+/* A malformed chain: returned with length 0, logged once as a warning. */
+static void bad_chain(struct blk_dev *b, uint16_t head, bool *pushed)
+{
+    if (!b->bad_chain_logged)
+        log_warn("drive %s: malformed descriptor chain: %s (further ones are logged at debug "
+                 "level)",
+                 b->dev.id, err_msg());
+    else
+        log_debug("drive %s: malformed descriptor chain: %s", b->dev.id, err_msg());
+    b->bad_chain_logged = true;
+    virtq_push(&b->dev.t.queues[0], head, 0);
+    *pushed = true;
+}
+
+/* Process the queue (t->lock held). Returns true if used entries were pushed
+ * (the caller signals once). */
 static bool blk_run(struct blk_dev *b)
 {
-    struct virtq *q = &b->t.queues[0];
+    struct virtq *q = &b->dev.t.queues[0];
     bool pushed = false;
-    if (!q->ready || q->broken || rl_is_blocked(&b->rl) || b->engine_blocked)
+    if (b->ev)
+        evloop_poll_cancel(b->ev, &b->poller);
+    if (!q->avail || q->broken || rl_is_blocked(&b->rl) || b->engine_blocked)
         return false;
     for (;;) {
         virtq_notify_disable(q);
@@ -600,31 +665,23 @@ static bool blk_run(struct blk_dev *b)
             } else {
                 int r = virtq_pop(q, &b->chain);
                 if (r == 0) {
-                    if (blk_poll_us && blk_poll(b, &pushed))
-                        continue;
+                    if (blk_start_polling(b, &pushed))
+                        goto out; /* the loop's poller takes it from here */
                     break;
                 }
                 if (r == -EBADMSG) { /* counted by virtq_pop */
-                    if (!b->bad_chain_logged)
-                        log_warn("drive %s: malformed descriptor chain: %s (further ones are "
-                                 "logged at debug level)",
-                                 b->id, err_msg());
-                    else
-                        log_debug("drive %s: malformed descriptor chain: %s", b->id, err_msg());
-                    b->bad_chain_logged = true;
-                    virtq_push(q, b->chain.head, 0);
-                    pushed = true;
+                    bad_chain(b, b->chain.head, &pushed);
                     continue;
                 }
                 if (r < 0) {
-                    vmmio_needs_reset(&b->t, "the avail ring is corrupt");
+                    vmmio_needs_reset(&b->dev.t, "the avail ring is corrupt");
                     goto out;
                 }
                 c = &b->chain;
             }
             if (blk_handle(b, c, &pushed) == -EAGAIN) {
                 if (!b->has_pending)
-                    chain_copy(&b->pending, c);
+                    keep_chain(&b->pending, c);
                 b->has_pending = true;
                 goto out; /* resumed by the limiter's timer or by completions */
             }
@@ -638,10 +695,42 @@ out:
     if (b->ring_ok && io_uring_sq_ready(&b->ring)) {
         int r = io_uring_submit(&b->ring);
         if (r < 0)
-            log_warn("drive %s: io_uring submit failed: %s (retried on the next event)", b->id,
+            log_warn("drive %s: io_uring submit failed: %s (retried on the next event)", b->dev.id,
                      strerror(-r));
     }
     return pushed;
+}
+
+/* ---- the loop's poller ---------------------------------------------------- */
+
+static bool poll_ready(struct ev_poller *p)
+{
+    struct blk_dev *b = container_of(p, struct blk_dev, poller);
+    return atomic_load(&b->dev.t.pending) || virtq_has_avail(&b->dev.t.queues[0]);
+}
+
+static void poll_run(struct ev_poller *p)
+{
+    struct blk_dev *b = container_of(p, struct blk_dev, poller);
+    vmmio_lock(&b->dev.t);
+    if (b->dev.t.activated && blk_run(b))
+        vmmio_signal_used(&b->dev.t, 0);
+    vmmio_unlock(&b->dev.t);
+}
+
+/* Nothing came within the budget: ask for kicks again (and close the race
+ * with a request added meanwhile). */
+static void poll_expired(struct ev_poller *p)
+{
+    struct blk_dev *b = container_of(p, struct blk_dev, poller);
+    vmmio_lock(&b->dev.t);
+    struct virtq *q = &b->dev.t.queues[0];
+    if (b->dev.t.activated && q->avail) {
+        virtq_notify_enable(q);
+        if (virtq_has_avail(q) && blk_run(b))
+            vmmio_signal_used(&b->dev.t, 0);
+    }
+    vmmio_unlock(&b->dev.t);
 }
 
 /* ---- transport ops ------------------------------------------------------ */
@@ -677,6 +766,8 @@ static void blk_reset(struct virtio_mmio *t)
 {
     struct blk_dev *b = to_blk(t);
     async_drain(b, false); /* the kernel must not write into forgotten buffers */
+    if (b->ev)
+        evloop_poll_cancel(b->ev, &b->poller);
     b->has_pending = false;
     b->engine_blocked = false;
 }
@@ -705,22 +796,23 @@ static int async_setup(struct blk_dev *b)
 {
     int r = io_uring_queue_init(BLK_SLOTS, &b->ring, 0);
     if (r < 0)
-        return err_set(r, "drive %s: cannot set up the Async (io_uring) engine: %s", b->id,
+        return err_set(r, "drive %s: cannot set up the Async (io_uring) engine: %s", b->dev.id,
                        strerror(-r));
     b->ring_ok = true;
     r = io_uring_register_files(&b->ring, &b->fd, 1);
     if (r < 0)
-        return err_set(r, "drive %s: Async (io_uring) engine cannot register %s: %s", b->id,
+        return err_set(r, "drive %s: Async (io_uring) engine cannot register %s: %s", b->dev.id,
                        b->path, strerror(-r));
     b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (b->efd < 0) {
         r = -errno;
-        return err_set(r, "drive %s: Async (io_uring) engine: eventfd: %s", b->id, strerror(-r));
+        return err_set(r, "drive %s: Async (io_uring) engine: eventfd: %s", b->dev.id,
+                       strerror(-r));
     }
     r = io_uring_register_eventfd(&b->ring, b->efd);
     if (r < 0)
         return err_set(r, "drive %s: Async (io_uring) engine cannot register its eventfd: %s",
-                       b->id, strerror(-r));
+                       b->dev.id, strerror(-r));
     for (unsigned i = 0; i < BLK_SLOTS; i++)
         b->free_list[i] = (uint16_t)(BLK_SLOTS - 1 - i);
     b->n_free = BLK_SLOTS;
@@ -735,29 +827,33 @@ int blk_create(struct blk_dev **out, const struct drive_config *cfg, const struc
         return err_set(-ENOMEM, "drive %s: out of memory", cfg->drive_id);
     b->fd = -1;
     b->efd = -1;
-    b->id = strdup(cfg->drive_id);
+    b->dev.t.work_fd = -1;
+    b->dev.kind = &virtio_blk_kind;
+    snprintf(b->dev.id, sizeof(b->dev.id), "%s", cfg->drive_id);
     b->path = strdup(cfg->path_on_host);
     int rc;
-    if (!b->id || !b->path) {
+    if (!b->path) {
         rc = err_set(-ENOMEM, "drive %s: out of memory", cfg->drive_id);
         goto fail;
     }
     b->read_only = cfg->is_read_only;
     b->cache = cfg->cache_type;
     b->engine = cfg->io_engine;
+    b->poll_us = cfg->poll_us > CONFIG_POLL_US_MAX ? CONFIG_POLL_US_MAX : cfg->poll_us;
+    b->poller = (struct ev_poller){.ready = poll_ready, .run = poll_run, .expired = poll_expired};
     uint64_t size;
-    if ((rc = blk_open_file(b->id, b->path, b->read_only, &b->fd, &size)))
+    if ((rc = blk_open_file(b->dev.id, b->path, b->read_only, &b->fd, &size)))
         goto fail;
     b->capacity = size / BLK_SECTOR;
     if ((rc = rl_init(&b->rl, &cfg->rate_limiter))) {
-        rc = err_set(rc, "drive %s: cannot set up its rate limiter: %s", b->id, strerror(-rc));
+        rc = err_set(rc, "drive %s: cannot set up its rate limiter: %s", b->dev.id, strerror(-rc));
         goto fail;
     }
     b->rl_ok = true;
     if (b->engine == IO_ENGINE_ASYNC && (rc = async_setup(b)))
         goto fail;
 
-    struct virtio_mmio *t = &b->t;
+    struct virtio_mmio *t = &b->dev.t;
     t->device_id = VIRTIO_ID_BLOCK;
     t->device_features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE);
     if (b->read_only)
@@ -766,13 +862,10 @@ int blk_create(struct blk_dev **out, const struct drive_config *cfg, const struc
         t->device_features |= 1ull << VIRTIO_BLK_F_FLUSH;
     t->n_queues = 1;
     t->ops = &blk_ops;
-    t->name = b->id;
+    t->name = b->dev.id;
     t->mem = mem;
-    if ((rc = vmmio_init(t))) {
-        rc = err_set(rc, "drive %s: cannot set up its virtio-mmio transport", b->id);
+    if ((rc = vmmio_init(t)))
         goto fail;
-    }
-    t->mem = mem;
     *out = b;
     return 0;
 
@@ -785,7 +878,6 @@ fail:
         rl_destroy(&b->rl);
     if (b->fd >= 0)
         close(b->fd);
-    free(b->id);
     free(b->path);
     free(b);
     return rc;
@@ -795,10 +887,11 @@ void blk_destroy(struct blk_dev *b)
 {
     if (!b)
         return;
-    pthread_mutex_lock(&b->t.lock);
+    pthread_mutex_lock(&b->dev.t.lock);
     async_drain(b, false);
-    pthread_mutex_unlock(&b->t.lock);
+    pthread_mutex_unlock(&b->dev.t.lock);
     if (b->ev) {
+        evloop_poll_cancel(b->ev, &b->poller);
         if (b->uring_on_loop)
             evloop_del(b->ev, &b->ev_uring);
         if (b->rl_on_loop)
@@ -809,70 +902,69 @@ void blk_destroy(struct blk_dev *b)
     if (b->efd >= 0)
         close(b->efd);
     rl_destroy(&b->rl);
-    vmmio_destroy(&b->t);
+    vmmio_destroy(&b->dev.t);
     if (b->fd >= 0)
         close(b->fd);
-    free(b->id);
     free(b->path);
     free(b);
 }
 
 struct virtio_mmio *blk_transport(struct blk_dev *b)
 {
-    return &b->t;
+    return &b->dev.t;
 }
 
 void blk_async_complete(struct blk_dev *b)
 {
-    pthread_mutex_lock(&b->t.lock);
+    vmmio_lock(&b->dev.t);
     if (b->ring_ok) {
         uint64_t v;
         if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-            log_debug("drive %s: eventfd read: %s", b->id, strerror(errno));
+            log_debug("drive %s: eventfd read: %s", b->dev.id, strerror(errno));
         bool pushed = async_reap(b, true);
-        if (b->engine_blocked && b->n_free && b->t.activated) {
+        if (b->engine_blocked && b->n_free && b->dev.t.activated) {
             b->engine_blocked = false;
             pushed |= blk_run(b);
-        } else if (pushed && blk_poll_us && b->t.activated) {
+        } else if (pushed && b->poll_us && b->dev.t.activated) {
             /* The guest is likely to answer a completion with its next
              * request: hand the completions back and poll for it (blk_run
              * signals before it polls) rather than wait for a kick. */
-            vmmio_signal_used(&b->t, 0);
+            vmmio_signal_used(&b->dev.t, 0);
             pushed = blk_run(b);
         }
         if (pushed)
-            vmmio_signal_used(&b->t, 0);
+            vmmio_signal_used(&b->dev.t, 0);
     }
-    pthread_mutex_unlock(&b->t.lock);
+    vmmio_unlock(&b->dev.t);
 }
 
 unsigned blk_in_flight(struct blk_dev *b)
 {
-    pthread_mutex_lock(&b->t.lock);
+    vmmio_lock(&b->dev.t);
     unsigned n = b->n_inflight;
-    pthread_mutex_unlock(&b->t.lock);
+    vmmio_unlock(&b->dev.t);
     return n;
 }
 
 static void on_uring(struct ev_handler *h, uint32_t events)
 {
     (void)events;
-    blk_async_complete((struct blk_dev *)((char *)h - offsetof(struct blk_dev, ev_uring)));
+    blk_async_complete(container_of(h, struct blk_dev, ev_uring));
 }
 
 void blk_rate_limiter_expired(struct blk_dev *b)
 {
-    pthread_mutex_lock(&b->t.lock);
+    vmmio_lock(&b->dev.t);
     rl_timer_expired(&b->rl);
-    if (b->t.activated && blk_run(b))
-        vmmio_signal_used(&b->t, 0);
-    pthread_mutex_unlock(&b->t.lock);
+    if (b->dev.t.activated && blk_run(b))
+        vmmio_signal_used(&b->dev.t, 0);
+    vmmio_unlock(&b->dev.t);
 }
 
 static void on_rl_timer(struct ev_handler *h, uint32_t events)
 {
     (void)events;
-    blk_rate_limiter_expired((struct blk_dev *)((char *)h - offsetof(struct blk_dev, ev_rl)));
+    blk_rate_limiter_expired(container_of(h, struct blk_dev, ev_rl));
 }
 
 /* Put the limiter's timer on the loop (again, if it changed). */
@@ -890,7 +982,7 @@ static int attach_rl(struct blk_dev *b)
         return 0;
     int rc = evloop_add(b->ev, &b->ev_rl, b->rl.timer_fd, EPOLLIN, on_rl_timer);
     if (rc)
-        return err_set(rc, "drive %s: cannot watch its rate-limiter timer: %s", b->id,
+        return err_set(rc, "drive %s: cannot watch its rate-limiter timer: %s", b->dev.id,
                        strerror(-rc));
     b->rl_on_loop = true;
     return 0;
@@ -902,7 +994,7 @@ int blk_attach(struct blk_dev *b, struct evloop *ev)
     if (b->ring_ok && !b->uring_on_loop) {
         int rc = evloop_add(ev, &b->ev_uring, b->efd, EPOLLIN, on_uring);
         if (rc)
-            return err_set(rc, "drive %s: cannot watch its io_uring completions: %s", b->id,
+            return err_set(rc, "drive %s: cannot watch its io_uring completions: %s", b->dev.id,
                            strerror(-rc));
         b->uring_on_loop = true;
     }
@@ -917,10 +1009,10 @@ int blk_update(struct blk_dev *b, const char *path, const struct rate_limiter *r
         uint64_t size;
         char *p = strdup(path);
         if (!p) {
-            rc = err_set(-ENOMEM, "drive %s: out of memory", b->id);
+            rc = err_set(-ENOMEM, "drive %s: out of memory", b->dev.id);
             goto out;
         }
-        if ((rc = blk_open_file(b->id, p, b->read_only, &fd, &size))) {
+        if ((rc = blk_open_file(b->dev.id, p, b->read_only, &fd, &size))) {
             free(p);
             goto out;
         }
@@ -930,8 +1022,8 @@ int blk_update(struct blk_dev *b, const char *path, const struct rate_limiter *r
             if (rc < 0) {
                 close(fd);
                 free(p);
-                rc = err_set(rc, "drive %s: Async (io_uring) engine cannot register %s: %s", b->id,
-                             path, strerror(-rc));
+                rc = err_set(rc, "drive %s: Async (io_uring) engine cannot register %s: %s",
+                             b->dev.id, path, strerror(-rc));
                 goto out;
             }
             rc = 0;
@@ -941,14 +1033,15 @@ int blk_update(struct blk_dev *b, const char *path, const struct rate_limiter *r
         free(b->path);
         b->path = p;
         b->capacity = size / BLK_SECTOR;
-        vmmio_config_changed(&b->t);
+        vmmio_config_changed(&b->dev.t);
         METRIC_INC(block_update_count);
-        log_info("drive %s: now backed by %s (%llu sectors)", b->id, b->path,
+        log_info("drive %s: now backed by %s (%llu sectors)", b->dev.id, b->path,
                  (unsigned long long)b->capacity);
     }
     if (rl) {
         if ((rc = rl_update(&b->rl, rl))) {
-            rc = err_set(rc, "drive %s: cannot update its rate limiter: %s", b->id, strerror(-rc));
+            rc = err_set(rc, "drive %s: cannot update its rate limiter: %s", b->dev.id,
+                         strerror(-rc));
             goto out;
         }
         if ((rc = attach_rl(b)))
@@ -956,9 +1049,78 @@ int blk_update(struct blk_dev *b, const char *path, const struct rate_limiter *r
         if (!path)
             METRIC_INC(block_update_count);
         /* A chain kept back by the old limits may be allowed now. */
-        if (b->t.activated && b->has_pending && blk_run(b))
-            vmmio_signal_used(&b->t, 0);
+        if (b->dev.t.activated && b->has_pending && blk_run(b))
+            vmmio_signal_used(&b->dev.t, 0);
     }
 out:
     return rc;
 }
+
+/* ---- the kind table (device.h) ------------------------------------------- */
+
+/* The i-th drive in placement order: the root drive first (so it is /dev/vda),
+ * then the others in configuration order. */
+static const struct drive_config *nth_drive(const struct vm_config *cfg, int i)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < cfg->n_drives; k++)
+            if (cfg->drives[k].is_root_device == (pass == 0) && i-- == 0)
+                return &cfg->drives[k];
+    return NULL;
+}
+
+static int kind_count(const struct vm_config *cfg)
+{
+    return cfg->n_drives;
+}
+
+static int kind_create(const struct vm_config *cfg, int i, const struct guest_mem *mem,
+                       struct virtio_dev **out)
+{
+    const struct drive_config *dc = nth_drive(cfg, i);
+    struct blk_dev *b;
+    if (!dc)
+        return err_set(-EINVAL, "drives: no drive %d", i);
+    int rc = blk_create(&b, dc, mem);
+    *out = rc ? NULL : &b->dev;
+    return rc;
+}
+
+/* The root drive: root=/dev/vda (or its partuuid), ro or rw. */
+static int kind_cmdline(const struct vm_config *cfg, char *buf, size_t cap)
+{
+    const struct drive_config *d = nth_drive(cfg, 0);
+    if (!d || !d->is_root_device)
+        return 0;
+    size_t n = strlen(buf);
+    int w = d->partuuid
+                ? snprintf(buf + n, cap - n, " root=PARTUUID=%s %s", d->partuuid,
+                           d->is_read_only ? "ro" : "rw")
+                : snprintf(buf + n, cap - n, " root=/dev/vda %s", d->is_read_only ? "ro" : "rw");
+    return w < 0 || (size_t)w >= cap - n ? -E2BIG : 0;
+}
+
+static int kind_attach(struct virtio_dev *d, struct evloop *ev)
+{
+    return blk_attach(container_of(d, struct blk_dev, dev), ev);
+}
+
+static int kind_update(struct virtio_dev *d, const struct device_update *u)
+{
+    return blk_update(container_of(d, struct blk_dev, dev), u->path_on_host, u->rate_limiter);
+}
+
+static void kind_destroy(struct virtio_dev *d)
+{
+    blk_destroy(container_of(d, struct blk_dev, dev));
+}
+
+const struct virtio_kind virtio_blk_kind = {
+    .section = "drives",
+    .count = kind_count,
+    .create = kind_create,
+    .cmdline = kind_cmdline,
+    .attach = kind_attach,
+    .update = kind_update,
+    .destroy = kind_destroy,
+};

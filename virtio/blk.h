@@ -10,7 +10,10 @@
  * liburing: the file registered, completions signalled on an eventfd that
  * sits on the main loop, all requests of one kick submitted together,
  * completions reaped in batches). One queue of VIRTQ_MAX_SIZE entries.
- * Requests are parsed by blk_parse_request() (pure, fuzzed).
+ * When the ring runs empty the device polls it for drive_config.poll_us
+ * through the event loop (evloop.h) before asking the guest to kick again.
+ * Requests are parsed by blk_parse_request() (pure, fuzzed). Constants come
+ * from <linux/virtio_blk.h>.
  */
 #ifndef EMBER_VIRTIO_BLK_H
 #define EMBER_VIRTIO_BLK_H
@@ -18,29 +21,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../vmm/config.h"
-#include "../vmm/evloop.h"
+#include <linux/virtio_blk.h> /* VIRTIO_BLK_F_*, VIRTIO_BLK_T_*, VIRTIO_BLK_S_*, ID_BYTES */
+#include <linux/virtio_ids.h> /* VIRTIO_ID_BLOCK */
+
+#include "../vmm/base/config.h"
+#include "../vmm/base/evloop.h"
+#include "../vmm/base/rate_limiter.h"
+#include "device.h"
 #include "mmio.h"
-#include "rate_limiter.h"
 
-#define VIRTIO_ID_BLOCK 2
-
-#define VIRTIO_BLK_F_SIZE_MAX 1
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
-
-#define VIRTIO_BLK_ID_BYTES 20
+/* The kind table for the VM's device registry (device.h). */
+extern const struct virtio_kind virtio_blk_kind;
 
 /* One parsed request: header (16 readable bytes), data, status byte (the last
  * writable byte). */
@@ -61,39 +52,21 @@ int blk_parse_request(const struct virtq_chain *c, uint64_t capacity_sectors,
 
 struct blk_dev;
 
-/* Busy-poll budget (--blk-poll-us; 0 turns it off): after a drive's ring
- * runs empty, the main thread keeps guest notifications off and watches the
- * ring this long before sleeping, trading a little host CPU (at most this
- * much per burst of I/O; nothing while the guest is idle) for far fewer
- * guest exits: a kick costs far more than 20 us on some hosts. */
-#define BLK_POLL_US_DEFAULT 20
-extern unsigned blk_poll_us;
-
 /* Open the drive's file and build the device (nothing is attached yet).
  * Errors name the drive id and path (and the engine if io_uring fails). */
 int blk_create(struct blk_dev **out, const struct drive_config *cfg, const struct guest_mem *mem);
 void blk_destroy(struct blk_dev *b);
 struct virtio_mmio *blk_transport(struct blk_dev *b);
-/* Register the device's own fds (io_uring eventfd, rate-limiter timer); the
- * kick fds are the transport's (vmmio_attach). blk_destroy() takes them off
- * the loop again, so destroy devices before evloop_close(). */
+/* Register the device's own fds (io_uring eventfd, rate-limiter timer) and
+ * its poller; the kick and work fds are the transport's (vmmio_attach).
+ * blk_destroy() takes them off the loop again, so destroy devices before
+ * evloop_close(). */
 int blk_attach(struct blk_dev *b, struct evloop *ev);
 
 /* PATCH /drives after boot: swap the backing file (new capacity, config
  * interrupt) and/or the rate limiter. path NULL: keep; rl NULL: keep.
- * Any thread, with t->lock held; with the Async engine, requests in flight on
- * the old file complete first. A refused new file changes nothing. */
+ * Main thread, with t->lock held (vmmio_lock); with the Async engine, requests
+ * in flight on the old file complete first. A refused new file changes nothing. */
 int blk_update(struct blk_dev *b, const char *path, const struct rate_limiter *rl);
-
-/* Async engine: reap every completion available now (status bytes, used
- * entries, one interrupt), resubmit short transfers, resume a queue that was
- * waiting for a free slot. Takes t->lock. The main loop calls it when the
- * io_uring eventfd fires; unit tests call it directly. No-op for Sync. */
-void blk_async_complete(struct blk_dev *b);
-/* Requests the kernel is still working on (Async engine; takes t->lock). */
-unsigned blk_in_flight(struct blk_dev *b);
-/* The rate limiter's timer fired: clear the block and re-run the queue
- * (takes t->lock). The main loop calls it; exposed for unit tests. */
-void blk_rate_limiter_expired(struct blk_dev *b);
 
 #endif

@@ -17,10 +17,15 @@
  * TX writes one frame per chain with writev; if the tap is full (EAGAIN) the
  * chain is kept and retried on EPOLLOUT, never dropped.
  *
- * Threading: everything runs with t->lock held: queue_notify (main thread,
- * from the transport), activate/reset (vCPU thread, from the bus), and the
- * tap and timer callbacks (main thread, taking the lock themselves).
+ * Polling: when the TX ring runs empty, or the RX ring runs out of buffers
+ * while frames wait, the device arms its poller on the event loop for
+ * net_config.poll_us before asking the driver to kick again.
+ *
+ * Threading: everything runs on the main thread with t->lock held:
+ * queue_notify, activate and reset (from the transport), and the tap, timer
+ * and poller callbacks (taking the lock with vmmio_lock()).
  */
+#include "net_internal.h"
 #include "net.h"
 
 #include <errno.h>
@@ -36,17 +41,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "../vmm/err.h"
-#include "../vmm/log.h"
-#include "../vmm/metrics.h"
+#include "../vmm/base/container_of.h"
+#include "../vmm/base/err.h"
+#include "../vmm/base/log.h"
+#include "../vmm/base/metrics.h"
 
 #define RXQ 0
 #define TXQ 1
 #define NET_MAX_FRAME 65550u /* largest frame after the header (Firecracker's limit) */
 #define NET_BOUNCE (VIRTIO_NET_HDR_LEN + NET_MAX_FRAME)
 #define NET_CONFIG_LEN 12
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* An RX frame being delivered (read from the tap, not yet all in the ring). */
 struct rx_frame {
@@ -62,16 +66,17 @@ struct rx_frame {
 };
 
 struct net_dev {
-    struct virtio_mmio t; /* first: the transport */
-    char *id;
+    struct virtio_dev dev; /* first: the transport */
     char *tap_name;
     int tap_fd;
     bool tap_dead; /* the tap reported an error: off the loop */
     uint8_t config[NET_CONFIG_LEN];
 
     struct rl rx_rl, tx_rl;
+    unsigned poll_us; /* RX out of buffers / TX ring empty (0: kick at once) */
     struct evloop *ev;
     struct ev_handler ev_tap, ev_rx_rl, ev_tx_rl;
+    struct ev_poller rx_poller, tx_poller;
     bool tap_on_loop, rx_rl_on_loop, tx_rl_on_loop;
     uint32_t tap_events; /* mask currently registered */
 
@@ -92,7 +97,7 @@ struct net_dev {
 
 static struct net_dev *to_net(struct virtio_mmio *t)
 {
-    return container_of(t, struct net_dev, t);
+    return container_of(t, struct net_dev, dev.t);
 }
 
 /* A chain the device cannot use: one warning per device, then debug lines. */
@@ -101,9 +106,9 @@ static void log_bad_chain(struct net_dev *n, const char *queue, const char *why)
     if (!n->bad_chain_logged)
         log_warn("net %s: malformed %s descriptor chain: %s (returned unused; further ones are "
                  "logged at debug level)",
-                 n->id, queue, why);
+                 n->dev.id, queue, why);
     else
-        log_debug("net %s: malformed %s descriptor chain: %s", n->id, queue, why);
+        log_debug("net %s: malformed %s descriptor chain: %s", n->dev.id, queue, why);
     n->bad_chain_logged = true;
 }
 
@@ -111,8 +116,9 @@ static void log_bad_chain(struct net_dev *n, const char *queue, const char *why)
 
 static bool queue_usable(const struct net_dev *n, unsigned qi)
 {
-    const struct virtq *q = &n->t.queues[qi];
-    return n->active && q->ready && !q->broken && !(n->t.status & VIRTIO_STATUS_NEEDS_RESET);
+    const struct virtq *q = &n->dev.t.queues[qi];
+    return n->active && q->avail && !q->broken &&
+           !(n->dev.t.regs.status & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 /* The tap's epoll mask: only what we will act on, so a level-triggered
@@ -137,15 +143,13 @@ static void update_tap_events(struct net_dev *n)
     if (n->ev && n->tap_on_loop) {
         int rc = evloop_mod(n->ev, &n->ev_tap, ev);
         if (rc < 0) {
-            log_error("net %s: tap %s: cannot update its events: %s", n->id, n->tap_name,
+            log_error("net %s: tap %s: cannot update its events: %s", n->dev.id, n->tap_name,
                       strerror(-rc));
             return;
         }
     }
     n->tap_events = ev;
 }
-
-unsigned net_poll_us = NET_POLL_US_DEFAULT;
 
 /* ---- RX ---- */
 
@@ -154,7 +158,7 @@ unsigned net_poll_us = NET_POLL_US_DEFAULT;
  * broken. Chains the device cannot use are returned with length 0. */
 static bool rx_get_chain(struct net_dev *n, bool *pushed)
 {
-    struct virtq *q = &n->t.queues[RXQ];
+    struct virtq *q = &n->dev.t.queues[RXQ];
     while (!n->rx_have_chain) {
         int rc = virtq_pop(q, &n->rx_chain);
         if (rc == 1) {
@@ -168,25 +172,28 @@ static bool rx_get_chain(struct net_dev *n, bool *pushed)
             n->rx_have_chain = true;
         } else if (rc == 0) {
             /* Frames are waiting: hand back what is done and give the
-             * driver net_poll_us to refill before asking it to kick. */
-            if (net_poll_us) {
+             * driver poll_us to refill (the loop's poller) before waiting
+             * for its kick. The tap stays off meanwhile. */
+            n->rx_wait_ring = true;
+            if (n->poll_us && n->ev) {
                 if (*pushed)
-                    vmmio_signal_used(&n->t, RXQ);
+                    vmmio_signal_used(&n->dev.t, RXQ);
                 *pushed = false;
-                if (virtq_poll_avail(q, net_poll_us))
-                    continue;
+                evloop_poll(n->ev, &n->rx_poller, n->poll_us);
+                return false;
             }
             virtq_notify_enable(q);
-            if (virtq_has_avail(q))
+            if (virtq_has_avail(q)) {
+                n->rx_wait_ring = false;
                 continue;
-            n->rx_wait_ring = true;
+            }
             return false;
         } else if (rc == -EBADMSG) { /* counted by virtq_pop */
             log_bad_chain(n, "RX", err_msg());
             virtq_push(q, n->rx_chain.head, 0);
             *pushed = true;
         } else {
-            vmmio_needs_reset(&n->t, "RX avail ring is corrupt");
+            vmmio_needs_reset(&n->dev.t, "RX avail ring is corrupt");
             return false;
         }
     }
@@ -221,9 +228,9 @@ static void rx_find_num_buffers(struct net_dev *n)
 /* Drop the frame in progress (too large for the chains the driver posted). */
 static void rx_drop(struct net_dev *n, bool *pushed)
 {
-    struct virtq *q = &n->t.queues[RXQ];
+    struct virtq *q = &n->dev.t.queues[RXQ];
     METRIC_INC(net_rx_partial_writes);
-    log_debug("net %s: dropped a %u-byte frame larger than the guest's RX buffers", n->id,
+    log_debug("net %s: dropped a %u-byte frame larger than the guest's RX buffers", n->dev.id,
               n->rx.len);
     if (n->rx.n_held == 1 && !n->rx_have_chain) {
         /* The single chain it was read into can take the next frame. */
@@ -241,8 +248,8 @@ static void rx_drop(struct net_dev *n, bool *pushed)
  * false if waiting for the driver's buffers. */
 static bool rx_continue(struct net_dev *n, bool *pushed)
 {
-    struct virtq *q = &n->t.queues[RXQ];
-    bool mrg = vmmio_has_feature(&n->t, VIRTIO_NET_F_MRG_RXBUF);
+    struct virtq *q = &n->dev.t.queues[RXQ];
+    bool mrg = vmmio_has_feature(&n->dev.t, VIRTIO_NET_F_MRG_RXBUF);
     while (n->rx.done < n->rx.len) {
         if (!mrg || n->rx.n_held >= q->size) {
             rx_drop(n, pushed);
@@ -312,7 +319,7 @@ static int rx_read_frame(struct net_dev *n)
         if (e == EAGAIN)
             return 0;
         METRIC_INC(net_tap_read_fails);
-        log_warn("net %s: tap %s: read failed: %s", n->id, n->tap_name, strerror(e));
+        log_warn("net %s: tap %s: read failed: %s", n->dev.id, n->tap_name, strerror(e));
         return -e;
     }
     if ((size_t)got < VIRTIO_NET_HDR_LEN)
@@ -330,6 +337,8 @@ static int rx_read_frame(struct net_dev *n)
 
 static void rx_process(struct net_dev *n)
 {
+    if (n->ev)
+        evloop_poll_cancel(n->ev, &n->rx_poller);
     if (!queue_usable(n, RXQ) || n->tap_dead) {
         update_tap_events(n);
         return;
@@ -349,14 +358,14 @@ static void rx_process(struct net_dev *n)
             break;
         int rc = rx_read_frame(n);
         if (rc == -EBADFD) {
-            log_error("net %s: tap %s is gone; the interface stops", n->id, n->tap_name);
+            log_error("net %s: tap %s is gone; the interface stops", n->dev.id, n->tap_name);
             n->tap_dead = true;
         }
         if (rc <= 0)
             break; /* empty: EPOLLIN brings us back */
     }
     if (pushed)
-        vmmio_signal_used(&n->t, RXQ);
+        vmmio_signal_used(&n->dev.t, RXQ);
     update_tap_events(n);
 }
 
@@ -364,14 +373,17 @@ static void rx_process(struct net_dev *n)
 
 static void tx_process(struct net_dev *n)
 {
-    struct virtq *q = &n->t.queues[TXQ];
+    struct virtq *q = &n->dev.t.queues[TXQ];
     if (!queue_usable(n, TXQ) || n->tap_dead) {
         update_tap_events(n);
         return;
     }
     bool pushed = false;
     struct iovec iov[VIRTQ_MAX_SIZE];
-    if (net_poll_us)
+    bool polling = n->poll_us && n->ev;
+    if (n->ev)
+        evloop_poll_cancel(n->ev, &n->tx_poller);
+    if (polling)
         virtq_notify_disable(q); /* while we work (and poll), no kicks needed */
     for (;;) {
         if (!n->tx_pending) {
@@ -379,16 +391,8 @@ static void tx_process(struct net_dev *n)
                 break;
             int rc = virtq_pop(q, &n->tx_chain);
             if (rc == 0) {
-                if (!net_poll_us)
-                    break;
-                if (pushed)
-                    vmmio_signal_used(&n->t, TXQ);
-                pushed = false;
-                if (virtq_poll_avail(q, net_poll_us))
-                    continue;
-                virtq_notify_enable(q);
-                if (virtq_has_avail(q))
-                    continue;
+                if (polling) /* the loop's poller asks for kicks again when it gives up */
+                    evloop_poll(n->ev, &n->tx_poller, n->poll_us);
                 break;
             }
             if (rc == -EBADMSG) { /* counted by virtq_pop */
@@ -398,7 +402,7 @@ static void tx_process(struct net_dev *n)
                 continue;
             }
             if (rc < 0) {
-                vmmio_needs_reset(&n->t, "TX avail ring is corrupt");
+                vmmio_needs_reset(&n->dev.t, "TX avail ring is corrupt");
                 break;
             }
             n->tx_pending = true;
@@ -446,7 +450,7 @@ static void tx_process(struct net_dev *n)
         }
         if (w < 0) {
             METRIC_INC(net_tap_write_fails);
-            log_debug("net %s: tap %s: write failed: %s", n->id, n->tap_name, strerror(errno));
+            log_debug("net %s: tap %s: write failed: %s", n->dev.id, n->tap_name, strerror(errno));
         } else {
             METRIC_INC(net_tx_packets_count);
             METRIC_ADD(net_tx_bytes_count, len - VIRTIO_NET_HDR_LEN);
@@ -456,7 +460,7 @@ static void tx_process(struct net_dev *n)
         pushed = true;
     }
     if (pushed)
-        vmmio_signal_used(&n->t, TXQ);
+        vmmio_signal_used(&n->dev.t, TXQ);
     update_tap_events(n);
 }
 
@@ -481,13 +485,13 @@ static void net_config_write(struct virtio_mmio *t, uint64_t off, const uint8_t 
 static void set_offload(struct net_dev *n)
 {
     unsigned flags = 0;
-    if (vmmio_has_feature(&n->t, VIRTIO_NET_F_GUEST_CSUM)) {
+    if (vmmio_has_feature(&n->dev.t, VIRTIO_NET_F_GUEST_CSUM)) {
         flags |= TUN_F_CSUM;
-        if (vmmio_has_feature(&n->t, VIRTIO_NET_F_GUEST_TSO4))
+        if (vmmio_has_feature(&n->dev.t, VIRTIO_NET_F_GUEST_TSO4))
             flags |= TUN_F_TSO4;
-        if (vmmio_has_feature(&n->t, VIRTIO_NET_F_GUEST_TSO6))
+        if (vmmio_has_feature(&n->dev.t, VIRTIO_NET_F_GUEST_TSO6))
             flags |= TUN_F_TSO6;
-        if (vmmio_has_feature(&n->t, VIRTIO_NET_F_GUEST_UFO))
+        if (vmmio_has_feature(&n->dev.t, VIRTIO_NET_F_GUEST_UFO))
             flags |= TUN_F_UFO;
     }
     if (ioctl(n->tap_fd, TUNSETOFFLOAD, flags) == 0)
@@ -495,10 +499,11 @@ static void set_offload(struct net_dev *n)
     /* Kernels without UFO: offer the rest (the guest just gets fewer GSO frames). */
     if (ioctl(n->tap_fd, TUNSETOFFLOAD, flags & ~(unsigned)TUN_F_UFO) == 0)
         return;
-    log_warn("net %s: tap %s: TUNSETOFFLOAD 0x%x failed (%s); offloads off", n->id, n->tap_name,
+    log_warn("net %s: tap %s: TUNSETOFFLOAD 0x%x failed (%s); offloads off", n->dev.id, n->tap_name,
              flags, strerror(errno));
     if (ioctl(n->tap_fd, TUNSETOFFLOAD, 0) < 0)
-        log_warn("net %s: tap %s: TUNSETOFFLOAD 0 failed: %s", n->id, n->tap_name, strerror(errno));
+        log_warn("net %s: tap %s: TUNSETOFFLOAD 0 failed: %s", n->dev.id, n->tap_name,
+                 strerror(errno));
 }
 
 static void rx_forget(struct net_dev *n)
@@ -527,6 +532,10 @@ static void net_reset(struct virtio_mmio *t)
     struct net_dev *n = to_net(t);
     n->active = false;
     rx_forget(n);
+    if (n->ev) {
+        evloop_poll_cancel(n->ev, &n->rx_poller);
+        evloop_poll_cancel(n->ev, &n->tx_poller);
+    }
     update_tap_events(n);
 }
 
@@ -556,9 +565,9 @@ static const struct virtio_mmio_ops net_ops = {
 static void on_tap(struct ev_handler *h, uint32_t events)
 {
     struct net_dev *n = container_of(h, struct net_dev, ev_tap);
-    pthread_mutex_lock(&n->t.lock);
+    vmmio_lock(&n->dev.t);
     if (events & (EPOLLERR | EPOLLHUP)) {
-        log_error("net %s: tap %s reported an error (deleted?); the interface stops", n->id,
+        log_error("net %s: tap %s reported an error (deleted?); the interface stops", n->dev.id,
                   n->tap_name);
         n->tap_dead = true;
     }
@@ -569,42 +578,103 @@ static void on_tap(struct ev_handler *h, uint32_t events)
     if (events & EPOLLIN)
         rx_process(n);
     update_tap_events(n);
-    pthread_mutex_unlock(&n->t.lock);
+    vmmio_unlock(&n->dev.t);
 }
 
 static void on_rx_timer(struct ev_handler *h, uint32_t events)
 {
     (void)events;
     struct net_dev *n = container_of(h, struct net_dev, ev_rx_rl);
-    pthread_mutex_lock(&n->t.lock);
+    vmmio_lock(&n->dev.t);
     rl_timer_expired(&n->rx_rl);
     rx_process(n);
     update_tap_events(n);
-    pthread_mutex_unlock(&n->t.lock);
+    vmmio_unlock(&n->dev.t);
 }
 
 static void on_tx_timer(struct ev_handler *h, uint32_t events)
 {
     (void)events;
     struct net_dev *n = container_of(h, struct net_dev, ev_tx_rl);
-    pthread_mutex_lock(&n->t.lock);
+    vmmio_lock(&n->dev.t);
     rl_timer_expired(&n->tx_rl);
     tx_process(n);
-    pthread_mutex_unlock(&n->t.lock);
+    vmmio_unlock(&n->dev.t);
 }
 
 void net_rx_poll(struct net_dev *n)
 {
-    pthread_mutex_lock(&n->t.lock);
+    vmmio_lock(&n->dev.t);
     rx_process(n);
-    pthread_mutex_unlock(&n->t.lock);
+    vmmio_unlock(&n->dev.t);
+}
+
+/* ---- the loop's pollers ---- */
+
+static bool rx_poll_ready(struct ev_poller *p)
+{
+    struct net_dev *n = container_of(p, struct net_dev, rx_poller);
+    return atomic_load(&n->dev.t.pending) || virtq_has_avail(&n->dev.t.queues[RXQ]);
+}
+
+static void rx_poll_run(struct ev_poller *p)
+{
+    struct net_dev *n = container_of(p, struct net_dev, rx_poller);
+    vmmio_lock(&n->dev.t);
+    n->rx_wait_ring = false;
+    rx_process(n);
+    vmmio_unlock(&n->dev.t);
+}
+
+/* No buffers came within the budget: wait for the driver's kick. */
+static void rx_poll_expired(struct ev_poller *p)
+{
+    struct net_dev *n = container_of(p, struct net_dev, rx_poller);
+    vmmio_lock(&n->dev.t);
+    struct virtq *q = &n->dev.t.queues[RXQ];
+    if (queue_usable(n, RXQ)) {
+        virtq_notify_enable(q);
+        if (virtq_has_avail(q)) {
+            n->rx_wait_ring = false;
+            rx_process(n);
+        }
+    }
+    vmmio_unlock(&n->dev.t);
+}
+
+static bool tx_poll_ready(struct ev_poller *p)
+{
+    struct net_dev *n = container_of(p, struct net_dev, tx_poller);
+    return atomic_load(&n->dev.t.pending) || virtq_has_avail(&n->dev.t.queues[TXQ]);
+}
+
+static void tx_poll_run(struct ev_poller *p)
+{
+    struct net_dev *n = container_of(p, struct net_dev, tx_poller);
+    vmmio_lock(&n->dev.t);
+    tx_process(n);
+    vmmio_unlock(&n->dev.t);
+}
+
+/* The TX ring stayed empty: ask for kicks again (and close the race). */
+static void tx_poll_expired(struct ev_poller *p)
+{
+    struct net_dev *n = container_of(p, struct net_dev, tx_poller);
+    vmmio_lock(&n->dev.t);
+    struct virtq *q = &n->dev.t.queues[TXQ];
+    if (queue_usable(n, TXQ)) {
+        virtq_notify_enable(q);
+        if (virtq_has_avail(q))
+            tx_process(n);
+    }
+    vmmio_unlock(&n->dev.t);
 }
 
 /* ---- creation ---- */
 
 static int open_tap(struct net_dev *n)
 {
-    const char *id = n->id, *name = n->tap_name;
+    const char *id = n->dev.id, *name = n->tap_name;
     size_t nl = strlen(name);
     if (nl == 0 || nl >= IFNAMSIZ)
         return err_set(-EINVAL,
@@ -684,10 +754,17 @@ int net_create(struct net_dev **out, const struct net_config *cfg, const struct 
     n->tap_fd = -1;
     n->rx_rl.timer_fd = -1;
     n->tx_rl.timer_fd = -1;
-    n->id = strdup(id);
+    n->dev.t.work_fd = -1;
+    n->dev.kind = &virtio_net_kind;
+    snprintf(n->dev.id, sizeof(n->dev.id), "%s", id);
+    n->poll_us = cfg->poll_us > CONFIG_POLL_US_MAX ? CONFIG_POLL_US_MAX : cfg->poll_us;
+    n->rx_poller =
+        (struct ev_poller){.ready = rx_poll_ready, .run = rx_poll_run, .expired = rx_poll_expired};
+    n->tx_poller =
+        (struct ev_poller){.ready = tx_poll_ready, .run = tx_poll_run, .expired = tx_poll_expired};
     n->tap_name = strdup(cfg->host_dev_name);
     int rc;
-    if (!n->id || !n->tap_name) {
+    if (!n->tap_name) {
         rc = err_set(-ENOMEM, "network-interfaces[%s]: out of memory", id);
         goto fail;
     }
@@ -718,13 +795,13 @@ int net_create(struct net_dev **out, const struct net_config *cfg, const struct 
         n->config[10] = (uint8_t)(cfg->mtu & 0xff);
         n->config[11] = (uint8_t)(cfg->mtu >> 8);
     }
-    n->t.device_id = VIRTIO_ID_NET;
-    n->t.device_features = f;
-    n->t.n_queues = 2;
-    n->t.ops = &net_ops;
-    n->t.name = n->id;
-    n->t.mem = mem;
-    rc = vmmio_init(&n->t);
+    n->dev.t.device_id = VIRTIO_ID_NET;
+    n->dev.t.device_features = f;
+    n->dev.t.n_queues = 2;
+    n->dev.t.ops = &net_ops;
+    n->dev.t.name = n->dev.id;
+    n->dev.t.mem = mem;
+    rc = vmmio_init(&n->dev.t);
     if (rc < 0)
         goto fail;
     *out = n;
@@ -734,7 +811,6 @@ fail:
     rl_destroy(&n->tx_rl);
     if (n->tap_fd >= 0)
         close(n->tap_fd);
-    free(n->id);
     free(n->tap_name);
     free(n);
     return rc;
@@ -744,6 +820,8 @@ static void detach(struct net_dev *n)
 {
     if (!n->ev)
         return;
+    evloop_poll_cancel(n->ev, &n->rx_poller);
+    evloop_poll_cancel(n->ev, &n->tx_poller);
     if (n->tap_on_loop)
         evloop_del(n->ev, &n->ev_tap);
     if (n->rx_rl_on_loop)
@@ -758,19 +836,18 @@ void net_destroy(struct net_dev *n)
     if (!n)
         return;
     detach(n);
-    vmmio_destroy(&n->t);
+    vmmio_destroy(&n->dev.t);
     rl_destroy(&n->rx_rl);
     rl_destroy(&n->tx_rl);
     if (n->tap_fd >= 0)
         close(n->tap_fd);
-    free(n->id);
     free(n->tap_name);
     free(n);
 }
 
 struct virtio_mmio *net_transport(struct net_dev *n)
 {
-    return &n->t;
+    return &n->dev.t;
 }
 
 /* Register whichever limiter timers exist and are not on the loop yet. */
@@ -781,14 +858,14 @@ static int attach_timers(struct net_dev *n)
         rc = evloop_add(n->ev, &n->ev_rx_rl, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer);
         if (rc < 0)
             return err_set(rc, "network-interfaces[%s]: cannot watch the RX rate limiter: %s",
-                           n->id, strerror(-rc));
+                           n->dev.id, strerror(-rc));
         n->rx_rl_on_loop = true;
     }
     if (n->tx_rl.timer_fd >= 0 && !n->tx_rl_on_loop) {
         rc = evloop_add(n->ev, &n->ev_tx_rl, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer);
         if (rc < 0)
             return err_set(rc, "network-interfaces[%s]: cannot watch the TX rate limiter: %s",
-                           n->id, strerror(-rc));
+                           n->dev.id, strerror(-rc));
         n->tx_rl_on_loop = true;
     }
     return 0;
@@ -796,12 +873,12 @@ static int attach_timers(struct net_dev *n)
 
 int net_attach(struct net_dev *n, struct evloop *ev)
 {
-    pthread_mutex_lock(&n->t.lock);
+    vmmio_lock(&n->dev.t);
     n->ev = ev;
     n->tap_events = wanted_events(n);
     int rc = evloop_add(ev, &n->ev_tap, n->tap_fd, n->tap_events, on_tap);
     if (rc < 0) {
-        rc = err_set(rc, "network-interfaces[%s]: cannot watch tap %s: %s", n->id, n->tap_name,
+        rc = err_set(rc, "network-interfaces[%s]: cannot watch tap %s: %s", n->dev.id, n->tap_name,
                      strerror(-rc));
     } else {
         n->tap_on_loop = true;
@@ -811,7 +888,7 @@ int net_attach(struct net_dev *n, struct evloop *ev)
         detach(n);
         n->ev = NULL;
     }
-    pthread_mutex_unlock(&n->t.lock);
+    vmmio_unlock(&n->dev.t);
     return rc;
 }
 
@@ -823,7 +900,8 @@ int net_update(struct net_dev *n, const struct rate_limiter *rx, const struct ra
     if (rc == 0 && tx)
         rc = rl_update(&n->tx_rl, tx);
     if (rc < 0)
-        rc = err_set(rc, "network-interfaces[%s]: rate limiter timer: %s", n->id, strerror(-rc));
+        rc =
+            err_set(rc, "network-interfaces[%s]: rate limiter timer: %s", n->dev.id, strerror(-rc));
     if (rc == 0 && n->ev)
         rc = attach_timers(n);
     /* Whatever was throttled may go now. */
@@ -832,3 +910,46 @@ int net_update(struct net_dev *n, const struct rate_limiter *rx, const struct ra
     update_tap_events(n);
     return rc;
 }
+
+/* ---- the kind table (device.h) ---- */
+
+static int kind_count(const struct vm_config *cfg)
+{
+    return cfg->n_nets;
+}
+
+static int kind_create(const struct vm_config *cfg, int i, const struct guest_mem *mem,
+                       struct virtio_dev **out)
+{
+    struct net_dev *n;
+    if (i < 0 || i >= cfg->n_nets)
+        return err_set(-EINVAL, "network-interfaces: no interface %d", i);
+    int rc = net_create(&n, &cfg->nets[i], mem);
+    *out = rc ? NULL : &n->dev;
+    return rc;
+}
+
+static int kind_attach(struct virtio_dev *d, struct evloop *ev)
+{
+    return net_attach(container_of(d, struct net_dev, dev), ev);
+}
+
+static int kind_update(struct virtio_dev *d, const struct device_update *u)
+{
+    return net_update(container_of(d, struct net_dev, dev), u->rx, u->tx);
+}
+
+static void kind_destroy(struct virtio_dev *d)
+{
+    net_destroy(container_of(d, struct net_dev, dev));
+}
+
+const struct virtio_kind virtio_net_kind = {
+    .section = "network-interfaces",
+    .count = kind_count,
+    .create = kind_create,
+    .cmdline = NULL,
+    .attach = kind_attach,
+    .update = kind_update,
+    .destroy = kind_destroy,
+};

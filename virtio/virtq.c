@@ -4,26 +4,14 @@
  * gm_ptr(); descriptors are copied out of guest memory once before use. */
 #include "virtq.h"
 
-#include "../vmm/err.h"
-#include "../vmm/metrics.h"
+#include "../vmm/base/err.h"
+#include "../vmm/base/metrics.h"
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
-/* Guest-visible layouts (little-endian; Ember runs on x86_64 hosts). */
-struct vring_desc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags;
-    uint16_t next;
-};
-
-struct vring_used_elem {
-    uint32_t id;
-    uint32_t len;
-};
-
+/* Guest-visible layouts (struct vring_desc, vring_used_elem: <linux/virtio_ring.h>),
+ * little-endian; Ember runs on x86_64 hosts. */
 _Static_assert(sizeof(struct vring_desc) == 16, "descriptor layout");
 _Static_assert(sizeof(struct vring_used_elem) == 8, "used element layout");
 
@@ -85,19 +73,21 @@ static int map_ring(const struct guest_mem *mem, uint64_t gpa, uint64_t len, uin
     return 0;
 }
 
-int virtq_activate(struct virtq *q, const struct guest_mem *mem, bool event_idx)
+int virtq_activate(struct virtq *q, const struct virtq_regs *r, const struct guest_mem *mem,
+                   bool event_idx)
 {
-    uint32_t n = q->size;
+    uint32_t n = r->size;
     if (n == 0 || n > VIRTQ_MAX_SIZE || (n & (n - 1)))
         return err_set(-EINVAL, "queue size %u is not a power of two in 1..%u", n, VIRTQ_MAX_SIZE);
     void *desc, *avail, *used;
-    int rc = map_ring(mem, q->desc_gpa, 16ull * n, 16, "descriptor", &desc);
+    int rc = map_ring(mem, r->desc_gpa, 16ull * n, 16, "descriptor", &desc);
     if (rc == 0)
-        rc = map_ring(mem, q->avail_gpa, 6ull + 2ull * n, 2, "available", &avail);
+        rc = map_ring(mem, r->avail_gpa, 6ull + 2ull * n, 2, "available", &avail);
     if (rc == 0)
-        rc = map_ring(mem, q->used_gpa, 6ull + 8ull * n, 4, "used", &used);
+        rc = map_ring(mem, r->used_gpa, 6ull + 8ull * n, 4, "used", &used);
     if (rc < 0)
         return rc;
+    q->size = (uint16_t)n;
     q->mem = mem;
     q->event_idx = event_idx;
     q->desc = desc;
@@ -147,10 +137,10 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
         struct vring_desc d;
         read_desc(table, idx, &d);
 
-        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+        if (d.flags & VRING_DESC_F_INDIRECT) {
             if (indirect)
                 return bad_chain("nested indirect table at entry %u (head %u)", idx, head);
-            if (d.flags & VIRTQ_DESC_F_NEXT)
+            if (d.flags & VRING_DESC_F_NEXT)
                 return bad_chain("indirect descriptor %u also has NEXT (head %u)", idx, head);
             if (d.len == 0 || (d.len % 16) || d.len > 16u * VIRTQ_MAX_SIZE)
                 return bad_chain("indirect table length %u invalid (head %u)", d.len, head);
@@ -170,7 +160,7 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
             uint8_t *host = gm_ptr(q->mem, d.addr, d.len);
             if (!host)
                 return bad_chain("buffer of %u bytes outside guest RAM (head %u)", d.len, head);
-            bool w = (d.flags & VIRTQ_DESC_F_WRITE) != 0;
+            bool w = (d.flags & VRING_DESC_F_WRITE) != 0;
             if (!w && seen_write)
                 return bad_chain("readable buffer after a writable one (entry %u, head %u)", idx,
                                  head);
@@ -190,7 +180,7 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
                 c->out_len += d.len;
             }
         }
-        if (!(d.flags & VIRTQ_DESC_F_NEXT))
+        if (!(d.flags & VRING_DESC_F_NEXT))
             return 1;
         idx = d.next;
     }
@@ -241,12 +231,6 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
     store16(u16_at(q->used, USED_IDX), q->used_idx, __ATOMIC_RELEASE);
 }
 
-/* virtio 1.2 section 2.7.7.2: interrupt if new_idx has just passed event. */
-static inline bool vring_need_event(uint16_t event, uint16_t new_idx, uint16_t old)
-{
-    return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
-}
-
 bool virtq_needs_interrupt(struct virtq *q)
 {
     if (!q->used)
@@ -265,8 +249,8 @@ bool virtq_needs_interrupt(struct virtq *q)
     if (q->used_idx == old)
         return false; /* nothing new since the last check */
     if (q->event_idx)
-        return vring_need_event(load16(used_event(q), __ATOMIC_RELAXED), q->used_idx, old);
-    return !(load16(u16_at(q->avail, AVAIL_FLAGS), __ATOMIC_RELAXED) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+        return vring_need_event(load16(used_event(q), __ATOMIC_RELAXED), q->used_idx, old) != 0;
+    return !(load16(u16_at(q->avail, AVAIL_FLAGS), __ATOMIC_RELAXED) & VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 void virtq_notify_enable(struct virtq *q)
@@ -278,7 +262,7 @@ void virtq_notify_enable(struct virtq *q)
         store16(avail_event(q), q->last_avail, __ATOMIC_RELAXED);
     } else {
         uint16_t *f = u16_at(q->used, USED_FLAGS);
-        store16(f, load16(f, __ATOMIC_RELAXED) & (uint16_t)~VIRTQ_USED_F_NO_NOTIFY,
+        store16(f, load16(f, __ATOMIC_RELAXED) & (uint16_t)~VRING_USED_F_NO_NOTIFY,
                 __ATOMIC_RELAXED);
     }
     /* Full fence: the write above must be visible before the caller re-reads
@@ -294,7 +278,7 @@ void virtq_notify_disable(struct virtq *q)
     /* With EVENT_IDX, leaving avail_event behind last_avail suppresses kicks. */
     if (!q->event_idx) {
         uint16_t *f = u16_at(q->used, USED_FLAGS);
-        store16(f, load16(f, __ATOMIC_RELAXED) | VIRTQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+        store16(f, load16(f, __ATOMIC_RELAXED) | VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
     }
 }
 
@@ -305,29 +289,8 @@ bool virtq_has_avail(const struct virtq *q)
     return load16(u16_at(q->avail, AVAIL_IDX), __ATOMIC_ACQUIRE) != q->last_avail;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-bool virtq_poll_avail(const struct virtq *q, unsigned us)
-{
-    uint64_t now = mono_ns(), end = now + (uint64_t)us * 1000u;
-    while (now < end) {
-        for (int i = 0; i < 64; i++) {
-            if (virtq_has_avail(q))
-                return true;
-            __builtin_ia32_pause();
-        }
-        now = mono_ns();
-    }
-    return false;
-}
-
-static uint64_t chain_copy(const struct virtq_chain *c, bool write, uint64_t off, uint8_t *buf,
-                           uint64_t len)
+static uint64_t segs_copy(const struct virtq_chain *c, bool write, uint64_t off, uint8_t *buf,
+                          uint64_t len)
 {
     unsigned first = write ? c->n_out : 0;
     unsigned end = write ? c->n_seg : c->n_out;
@@ -353,10 +316,10 @@ static uint64_t chain_copy(const struct virtq_chain *c, bool write, uint64_t off
 
 uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst, uint64_t len)
 {
-    return chain_copy(c, false, off, dst, len);
+    return segs_copy(c, false, off, dst, len);
 }
 
 uint64_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *src, uint64_t len)
 {
-    return chain_copy(c, true, off, (uint8_t *)src, len);
+    return segs_copy(c, true, off, (uint8_t *)src, len);
 }

@@ -8,8 +8,12 @@
  * longer be trusted (avail index jumping by more than the queue size) makes
  * virtq_pop() return -EIO and the device sets DEVICE_NEEDS_RESET.
  *
- * Threading: a queue is used by one thread at a time (the main loop, under
- * the transport's lock). Ring accesses use acquire/release ordering.
+ * A queue has two halves: struct virtq_regs, what the driver told the
+ * transport (guest-visible registers, plain data), and struct virtq, the
+ * device's working state, built from the registers at activation. Only the
+ * main thread touches a struct virtq (under the transport's lock); the
+ * registers can change under the vCPU thread meanwhile. Ring accesses use
+ * acquire/release ordering.
  */
 #ifndef EMBER_VIRTQ_H
 #define EMBER_VIRTQ_H
@@ -17,15 +21,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../vmm/guest_mem.h"
+#include <linux/virtio_ring.h> /* VRING_DESC_F_*, VRING_USED_F_NO_NOTIFY, ... */
+
+#include "../vmm/base/guest_mem.h"
 
 #define VIRTQ_MAX_SIZE 256 /* QueueNumMax offered by every Ember device */
-
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_DESC_F_INDIRECT 4
-#define VIRTQ_USED_F_NO_NOTIFY 1
-#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
 
 /* One buffer of a chain, already translated to host memory. */
 struct virtq_seg {
@@ -44,13 +44,16 @@ struct virtq_chain {
     struct virtq_seg seg[VIRTQ_MAX_SIZE];
 };
 
-struct virtq {
-    /* Set by the driver through the transport. */
-    uint16_t size; /* QueueNum: a power of two, 1..VIRTQ_MAX_SIZE */
+/* A queue as the driver set it up (QueueNum, QueueReady, the ring addresses). */
+struct virtq_regs {
+    uint16_t size; /* QueueNum; checked at activation */
     bool ready;
     uint64_t desc_gpa, avail_gpa, used_gpa;
+};
 
-    /* Set by virtq_activate() from the above. */
+/* The device's view of a live queue (set up by virtq_activate()). */
+struct virtq {
+    uint16_t size; /* a power of two, 1..VIRTQ_MAX_SIZE */
     const struct guest_mem *mem;
     bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
     void *desc;     /* host views of the three rings (checked once) */
@@ -66,13 +69,14 @@ struct virtq {
                              virtq_pop() then stops advancing avail_event) */
 };
 
-/* Back to the state after reset (size, addresses, indices zeroed). */
+/* Forget the queue (nothing mapped, indices zeroed). */
 void virtq_reset(struct virtq *q);
 
 /* Check and map the rings of a queue the driver made ready: size a power of
  * two <= VIRTQ_MAX_SIZE, alignment (desc 16, avail 2, used 4), every ring
  * byte inside guest RAM. Returns 0 or -EINVAL (the message names the ring). */
-int virtq_activate(struct virtq *q, const struct guest_mem *mem, bool event_idx);
+int virtq_activate(struct virtq *q, const struct virtq_regs *r, const struct guest_mem *mem,
+                   bool event_idx);
 
 /* Pop the next available chain into *c. Zero-length descriptors are accepted
  * and add no segment (their WRITE flag does not count for the readable-
@@ -101,13 +105,9 @@ bool virtq_needs_interrupt(struct virtq *q);
 void virtq_notify_enable(struct virtq *q);
 void virtq_notify_disable(struct virtq *q);
 
-/* True if the driver has made chains available that we have not popped. */
+/* True if the driver has made chains available that we have not popped.
+ * Cheap (one load of the avail index): the event loop's pollers call it. */
 bool virtq_has_avail(const struct virtq *q);
-
-/* Busy-wait up to `us` microseconds for virtq_has_avail() (notifications are
- * left as they are: the caller keeps them off so the driver need not kick).
- * True as soon as the driver adds a chain. */
-bool virtq_poll_avail(const struct virtq *q, unsigned us);
 
 /* Copy helpers over a chain's segments: gather `len` bytes starting at byte
  * `off` of the readable side into dst / scatter src into the writable side.

@@ -1,7 +1,7 @@
 /* boot_timer.c - log the guest's boot time when it writes the magic byte. */
 #include "boot_timer.h"
 
-#include "log.h"
+#include "base/log.h"
 
 #include <time.h>
 

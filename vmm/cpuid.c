@@ -1,7 +1,7 @@
 /* cpuid.c - CPUID normalization and CPU template files (see cpuid.h). */
 #include "cpuid.h"
 
-#include "err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -256,8 +256,8 @@ static int parse_cpuid_modifiers(struct json_object *arr, struct cpu_template *t
             uint64_t mask, value;
             if ((rc = parse_bitmap(b, "bitmap", 32, &mask, &value)))
                 return rc;
-            tpl->cpuid[tpl->n_cpuid++] = (struct cpuid_modifier){
-                leaf, subleaf, (enum cpuid_reg)reg, (uint32_t)mask, (uint32_t)value};
+            tpl->cpuid[tpl->n_cpuid++] = (struct cpuid_modifier){leaf, subleaf, (enum cpuid_reg)reg,
+                                                                 (uint32_t)mask, (uint32_t)value};
         }
     }
     return 0;
@@ -277,7 +277,8 @@ static int parse_msr_modifiers(struct json_object *arr, struct cpu_template *tpl
         int rc = check_keys(m, where, keys);
         if (rc)
             return rc;
-        if (!json_object_object_get_ex(m, "addr", &a) || !json_object_object_get_ex(m, "bitmap", &b))
+        if (!json_object_object_get_ex(m, "addr", &a) ||
+            !json_object_object_get_ex(m, "bitmap", &b))
             return err_set(-EINVAL, "cpu template: %s: needs addr and bitmap", where);
         if (tpl->n_msr == CPU_TEMPLATE_MAX)
             return err_set(-E2BIG, "cpu template: more than %d msr modifiers", CPU_TEMPLATE_MAX);
@@ -293,7 +294,7 @@ static int parse_msr_modifiers(struct json_object *arr, struct cpu_template *tpl
 int cpu_template_parse(const char *text, struct cpu_template *tpl)
 {
     static const char *const top_keys[] = {"cpuid_modifiers", "msr_modifiers", "kvm_capabilities",
-                                           "vcpu_features", "reg_modifiers", NULL};
+                                           "vcpu_features",   "reg_modifiers", NULL};
     memset(tpl, 0, sizeof(*tpl));
     enum json_tokener_error jerr;
     struct json_object *root = json_tokener_parse_verbose(text, &jerr);

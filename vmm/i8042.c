@@ -1,7 +1,7 @@
 /* i8042.c - minimal PS/2 controller: reset line and keyboard injection. */
 #include "i8042.h"
 
-#include "metrics.h"
+#include "base/metrics.h"
 
 #include <errno.h>
 #include <string.h>

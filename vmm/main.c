@@ -1,15 +1,16 @@
-/* main.c - the `ember` process: flags, configuration, VM lifetime. */
+/* main.c - the `ember` process: flags, set-up (configuration, logging,
+ * metrics, the API socket, seccomp), the main loop, and the ops the API
+ * drives the VM through. */
 #define _GNU_SOURCE
 #include "../api/config_json.h"
 #include "../api/routes.h"
 #include "../api/server.h"
 #include "../jail/seccomp.h"
-#include "../virtio/blk.h"
-#include "../virtio/net.h"
-#include "config.h"
-#include "err.h"
-#include "log.h"
-#include "metrics.h"
+#include "base/config.h"
+#include "base/container_of.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -73,21 +74,6 @@ static void usage(FILE *f)
         "148 a thread made a syscall its seccomp filter forbids.\n");
 }
 
-static int parse_level(const char *s, enum log_level *out)
-{
-    static const char *const names[] = {"error", "warning", "info", "debug", "trace", "off"};
-    for (int i = 0; i < 6; i++)
-        if (strcasecmp(s, names[i]) == 0) {
-            *out = (enum log_level)i;
-            return 0;
-        }
-    if (strcasecmp(s, "warn") == 0) {
-        *out = LOG_WARNING;
-        return 0;
-    }
-    return -EINVAL;
-}
-
 enum {
     OPT_CONFIG_FILE = 256,
     OPT_NO_API,
@@ -104,7 +90,7 @@ enum {
     OPT_API_SOCK,
     OPT_MAX_PAYLOAD,
     OPT_METRICS_PATH,
-    OPT_NO_SECCOMP, /* seccomp (issue 5) */
+    OPT_NO_SECCOMP,
     OPT_SECCOMP_FILTER,
     OPT_EXPORT_SECCOMP,
     OPT_BLK_POLL_US,
@@ -135,6 +121,17 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* What the command line asked for. */
+struct flags {
+    const char *config_file, *log_path, *api_sock, *instance_id, *metrics_path;
+    size_t max_payload;
+    bool no_api, show_level, show_origin, no_seccomp;
+    enum log_level level;
+    struct vm_options vm;
+    const char *seccomp_filter, *export_seccomp;
+    unsigned blk_poll_us, net_poll_us; /* for every drive / interface */
+};
+
 static int fail(const char *msg)
 {
     fprintf(stderr, "ember: %s\n", msg);
@@ -153,21 +150,170 @@ static bool valid_id(const char *id)
     return true;
 }
 
+/* A decimal flag value in [lo, hi]. */
+static bool parse_number(const char *s, unsigned long long lo, unsigned long long hi,
+                         unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* One flag; 0, or the exit status to stop with (after printing what is wrong). */
+static int apply_flag(struct flags *f, int c, const char *arg)
+{
+    unsigned long long v;
+    switch (c) {
+    case OPT_CONFIG_FILE:
+        f->config_file = arg;
+        return 0;
+    case OPT_NO_API:
+        f->no_api = true;
+        return 0;
+    case OPT_ID:
+        if (!valid_id(arg))
+            return fail("--id: must be 1 to 64 characters of letters, digits and '-'");
+        log_set_id(arg);
+        f->instance_id = arg;
+        return 0;
+    case OPT_BOOT_PROTOCOL:
+        if (strcmp(arg, "auto") == 0)
+            f->vm.boot_proto = BOOT_PROTO_AUTO;
+        else if (strcmp(arg, "pvh") == 0)
+            f->vm.boot_proto = BOOT_PROTO_PVH;
+        else if (strcmp(arg, "linux64") == 0)
+            f->vm.boot_proto = BOOT_PROTO_LINUX64;
+        else
+            return fail("--boot-protocol: expected auto, pvh or linux64");
+        return 0;
+    case OPT_CPU_TEMPLATE:
+        f->vm.cpu_template_path = arg;
+        return 0;
+    case OPT_BOOT_TIMER:
+        return 0;
+    case OPT_LOG_PATH:
+        f->log_path = arg;
+        return 0;
+    case OPT_LEVEL:
+        if (log_level_parse(arg, &f->level))
+            return fail("--level: expected Error, Warning, Info, Debug, Trace or Off");
+        return 0;
+    case OPT_SHOW_LEVEL:
+        f->show_level = true;
+        return 0;
+    case OPT_SHOW_ORIGIN:
+        f->show_origin = true;
+        return 0;
+    case OPT_API_SOCK:
+        f->api_sock = arg;
+        return 0;
+    case OPT_METRICS_PATH:
+        f->metrics_path = arg;
+        return 0;
+    case OPT_NO_SECCOMP:
+        f->no_seccomp = true;
+        return 0;
+    case OPT_SECCOMP_FILTER:
+        f->seccomp_filter = arg;
+        return 0;
+    case OPT_EXPORT_SECCOMP:
+        f->export_seccomp = arg;
+        return 0;
+    case OPT_MAX_PAYLOAD:
+        if (!parse_number(arg, 1024, 16 << 20, &v))
+            return fail("--http-api-max-payload-size: expected a byte count from 1024 to "
+                        "16777216");
+        f->max_payload = (size_t)v;
+        return 0;
+    case OPT_BLK_POLL_US:
+    case OPT_NET_POLL_US:
+        if (!parse_number(arg, 0, CONFIG_POLL_US_MAX, &v))
+            return fail(c == OPT_BLK_POLL_US
+                            ? "--blk-poll-us: expected microseconds from 0 to 1000"
+                            : "--net-poll-us: expected microseconds from 0 to 1000");
+        *(c == OPT_BLK_POLL_US ? &f->blk_poll_us : &f->net_poll_us) = (unsigned)v;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* The whole command line. Returns -1 to go on, else the exit status (0 after
+ * --version, --help or --export-seccomp). */
+static int parse_flags(int argc, char **argv, struct flags *f)
+{
+    *f = (struct flags){
+        .api_sock = "/run/ember.socket",
+        .instance_id = "anonymous-instance",
+        .max_payload = HTTP_DEFAULT_MAX_PAYLOAD,
+        .level = LOG_INFO,
+        .vm = {.boot_proto = BOOT_PROTO_AUTO},
+        .blk_poll_us = CONFIG_POLL_US_DEFAULT,
+        .net_poll_us = CONFIG_POLL_US_DEFAULT,
+    };
+    char msg[600];
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        if (c == OPT_VERSION) {
+            printf("Ember v%s\n", EMBER_VERSION);
+            return 0;
+        }
+        if (c == OPT_HELP) {
+            usage(stdout);
+            return 0;
+        }
+        int st = apply_flag(f, c, optarg);
+        if (st > 0)
+            return st;
+        if (st < 0) {
+            snprintf(msg, sizeof(msg), "unknown or incomplete option '%s' (see --help)",
+                     argv[optind - 1]);
+            return fail(msg);
+        }
+    }
+    if (optind < argc) {
+        snprintf(msg, sizeof(msg), "unexpected argument '%s' (see --help)", argv[optind]);
+        return fail(msg);
+    }
+    if (f->no_api && !f->config_file)
+        return fail("--no-api needs --config-file");
+    if (f->no_seccomp && f->seccomp_filter)
+        return fail("--no-seccomp and --seccomp-filter cannot be used together");
+    if (f->export_seccomp) {
+        if (seccomp_export(f->export_seccomp))
+            return fail(err_msg());
+        printf("%s: seccomp filters of build %s (vmm: %u syscalls, vcpu: %u)\n", f->export_seccomp,
+               seccomp_build_id(), seccomp_allowed_count(SECCOMP_KIND_VMM),
+               seccomp_allowed_count(SECCOMP_KIND_VCPU));
+        return 0;
+    }
+    return -1;
+}
+
+/* ---- the process's state, and the ops the API drives the VM through ---- */
+
 struct main_ctx {
+    struct flags f;
     struct api_vmm api;
+    struct api_server srv;
     struct vm vm;
     bool vm_created;
-    bool boot_from_start;
-    struct vm_options *opt;
+    bool boot_from_start; /* --config-file: boot time counts from process start */
     struct evloop ev;
     struct ev_handler ev_sig, ev_metrics;
     int sigfd, metrics_timer;
     bool stop;
 };
 
-static int apply_logger(struct api_vmm *a)
+static int op_apply_logger(void *vmm, const struct vm_config *cfg)
 {
-    const struct logger_config *l = &a->cfg.logger;
+    (void)vmm;
+    const struct logger_config *l = &cfg->logger;
     log_set_level(l->level);
     log_set_format(l->show_level, l->show_log_origin);
     int rc = l->log_path ? log_open(l->log_path) : 0;
@@ -184,17 +330,35 @@ static void on_metrics_timer(struct ev_handler *h, uint32_t events)
         metrics_flush();
 }
 
-/* InstanceStart (or --config-file): build the VM, boot it, serve its fds. */
-static int api_start(struct api_vmm *a)
+/* Metrics: a line at InstanceStart, then one every 60 s. */
+static void start_metrics_timer(struct main_ctx *m)
 {
-    struct main_ctx *m = a->opaque;
+    if (!metrics_configured())
+        return;
+    metrics_flush();
+    struct itimerspec every = {{60, 0}, {60, 0}};
+    m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (m->metrics_timer >= 0 && timerfd_settime(m->metrics_timer, 0, &every, NULL) == 0)
+        evloop_add(&m->ev, &m->ev_metrics, m->metrics_timer, EPOLLIN, on_metrics_timer);
+}
+
+/* InstanceStart (or --config-file): build the VM, boot it, serve its fds. */
+static int op_start(void *vmm, const struct vm_config *cfg)
+{
+    struct main_ctx *m = vmm;
     uint64_t instance_start = time_now_us();
+    /* The poll-budget flags are options of every device. */
+    struct vm_config *c = &m->api.cfg;
+    for (int i = 0; i < c->n_drives; i++)
+        c->drives[i].poll_us = m->f.blk_poll_us;
+    for (int i = 0; i < c->n_nets; i++)
+        c->nets[i].poll_us = m->f.net_poll_us;
     m->vm_created = true;
-    int rc = vm_create(&m->vm, &a->cfg, m->opt);
+    int rc = vm_create(&m->vm, cfg, &m->f.vm);
     if (!rc && !m->boot_from_start)
         m->vm.boot_timer.start_us = instance_start;
     if (!rc)
-        rc = vm_boot(&m->vm, &a->cfg, m->opt);
+        rc = vm_boot(&m->vm, cfg, &m->f.vm);
     if (!rc)
         rc = vm_attach(&m->vm, &m->ev);
     if (rc) {
@@ -204,23 +368,60 @@ static int api_start(struct api_vmm *a)
         m->vm_created = false;
         return err_set(rc, "%s", why);
     }
-    a->vm = &m->vm;
-    /* Metrics: a line at InstanceStart, then one every 60 s. */
-    if (metrics_configured()) {
-        metrics_flush();
-        struct itimerspec every = {{60, 0}, {60, 0}};
-        m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (m->metrics_timer >= 0 && timerfd_settime(m->metrics_timer, 0, &every, NULL) == 0)
-            evloop_add(&m->ev, &m->ev_metrics, m->metrics_timer, EPOLLIN, on_metrics_timer);
-    }
+    start_metrics_timer(m);
     return 0;
 }
+
+static int op_pause(void *vmm)
+{
+    return vm_pause(&((struct main_ctx *)vmm)->vm);
+}
+
+static int op_resume(void *vmm)
+{
+    return vm_resume(&((struct main_ctx *)vmm)->vm);
+}
+
+static bool op_is_paused(void *vmm)
+{
+    return vm_is_paused(&((struct main_ctx *)vmm)->vm);
+}
+
+static int op_ctrl_alt_del(void *vmm)
+{
+    return vm_ctrl_alt_del(&((struct main_ctx *)vmm)->vm);
+}
+
+static int op_update_drive(void *vmm, const char *id, const char *path,
+                           const struct rate_limiter *rl)
+{
+    struct device_update u = {.path_on_host = path, .rate_limiter = rl};
+    return vdev_update(&((struct main_ctx *)vmm)->vm.vdevs, "drives", id, &u);
+}
+
+static int op_update_net(void *vmm, const char *id, const struct rate_limiter *rx,
+                         const struct rate_limiter *tx)
+{
+    struct device_update u = {.rx = rx, .tx = tx};
+    return vdev_update(&((struct main_ctx *)vmm)->vm.vdevs, "network-interfaces", id, &u);
+}
+
+static const struct api_vm_ops vm_ops = {
+    .start = op_start,
+    .pause = op_pause,
+    .resume = op_resume,
+    .is_paused = op_is_paused,
+    .ctrl_alt_del = op_ctrl_alt_del,
+    .update_drive = op_update_drive,
+    .update_net = op_update_net,
+    .apply_logger = op_apply_logger,
+};
 
 /* SIGINT/SIGTERM: a running guest is stopped, then Ember exits cleanly
  * (socket removed, terminal restored). */
 static void on_signal(struct ev_handler *h, uint32_t events)
 {
-    struct main_ctx *m = (struct main_ctx *)((char *)h - offsetof(struct main_ctx, ev_sig));
+    struct main_ctx *m = container_of(h, struct main_ctx, ev_sig);
     struct signalfd_siginfo si;
     (void)events;
     if (read(m->sigfd, &si, sizeof(si)) != sizeof(si))
@@ -246,6 +447,100 @@ static int watch_signals(struct main_ctx *m)
     return evloop_add(&m->ev, &m->ev_sig, m->sigfd, EPOLLIN, on_signal);
 }
 
+/* ---- set-up, run, tear-down ---- */
+
+/* Everything before the loop: seccomp compiled, logging, the configuration,
+ * metrics, the loop and signals, the API socket, this thread's filter, and
+ * the boot with --config-file. 0, or -1 with the message in msg. */
+static int setup(struct main_ctx *m, char *msg, size_t cap)
+{
+    struct flags *f = &m->f;
+    struct api_vmm *a = &m->api;
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(msg, cap, __VA_ARGS__);                                                           \
+        return -1;                                                                                 \
+    } while (0)
+    if (seccomp_setup(!f->no_seccomp, f->seccomp_filter))
+        FAIL("%s", err_msg());
+    log_set_level(f->level);
+    log_set_format(f->show_level, f->show_origin);
+    if (f->log_path && (log_open(f->log_path) || seccomp_log_path(f->log_path)))
+        FAIL("%s", err_msg());
+    if (f->no_seccomp)
+        log_warn("--no-seccomp: seccomp filters are off; a guest that escapes into Ember can "
+                 "make any system call");
+    if (f->config_file && config_load_file(f->config_file, &a->cfg))
+        FAIL("%s", err_msg());
+    if (f->config_file && !a->cfg.has_boot_source)
+        FAIL("boot-source: missing (kernel_image_path is required)");
+    if (a->cfg.has_logger && op_apply_logger(m, &a->cfg))
+        FAIL("%s", err_msg());
+    if (f->metrics_path && metrics_open(f->metrics_path))
+        FAIL("--metrics-path: %s", err_msg());
+    if (a->cfg.has_metrics && metrics_open(a->cfg.metrics.metrics_path))
+        FAIL("%s", err_msg());
+    if (evloop_init(&m->ev))
+        FAIL("epoll: %s", strerror(errno));
+    if (watch_signals(m))
+        FAIL("signalfd: %s", strerror(errno));
+    if (!f->no_api && api_server_listen(&m->srv, f->api_sock, &m->ev, f->max_payload, api_route, a))
+        FAIL("%s", err_msg());
+    /* The main thread's filter, before it serves the API or builds the VM (one
+     * filter for both, with or without --no-api). */
+    if (seccomp_install(SECCOMP_KIND_VMM, 0))
+        FAIL("%s", err_msg());
+    struct timespec cpu;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    metrics.process_startup_time_us = time_now_us() - time_start_us();
+    metrics.process_startup_time_cpu_us = cpu.tv_sec * 1000000ULL + cpu.tv_nsec / 1000;
+    if (f->config_file) {
+        m->boot_from_start = true;
+        if (op_start(m, &a->cfg))
+            FAIL("%s", err_msg());
+        a->started = true;
+    }
+    return 0;
+#undef FAIL
+}
+
+/* The main loop, until the guest or a signal ends it; the exit status. */
+static int run(struct main_ctx *m, char *msg, size_t cap)
+{
+    struct api_vmm *a = &m->api;
+    while (!m->stop && !(a->started && vm_exited(&m->vm))) {
+        int n = evloop_run_once(&m->ev, -1);
+        if (n < 0) {
+            snprintf(msg, cap, "epoll_wait: %s", strerror(-n));
+            return EMBER_EXIT_ERROR;
+        }
+    }
+    if (!a->started)
+        return EMBER_EXIT_OK; /* stopped by a signal before InstanceStart */
+    int status = vm_finish(&m->vm);
+    /* vm_finish logged the reason; say it on stderr too if the log is elsewhere. */
+    if (status != EMBER_EXIT_OK && !log_on_stderr())
+        fprintf(stderr, "ember: %s (exit status %d)\n", m->vm.ctl.exit_reason, status);
+    return status;
+}
+
+static void teardown(struct main_ctx *m)
+{
+    if (metrics_configured()) {
+        metrics_flush(); /* the last line, at exit */
+        metrics_close();
+    }
+    if (m->metrics_timer >= 0)
+        close(m->metrics_timer);
+    api_server_close(&m->srv);
+    if (m->vm_created)
+        vm_destroy(&m->vm);
+    if (m->sigfd >= 0)
+        close(m->sigfd);
+    evloop_close(&m->ev);
+    config_free(&m->api.cfg);
+}
+
 int main(int argc, char **argv)
 {
     time_mark_start();
@@ -253,237 +548,19 @@ int main(int argc, char **argv)
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
 
-    const char *config_file = NULL, *log_path = NULL, *api_sock = "/run/ember.socket";
-    const char *instance_id = "anonymous-instance", *metrics_path = NULL;
-    size_t max_payload = HTTP_DEFAULT_MAX_PAYLOAD;
-    bool no_api = false, show_level = false, show_origin = false;
-    enum log_level level = LOG_INFO;
-    struct vm_options opt = {.boot_proto = BOOT_PROTO_AUTO};
-    bool no_seccomp = false;
-    const char *seccomp_filter = NULL, *export_seccomp = NULL;
-    char msg[600];
-
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_CONFIG_FILE:
-            config_file = optarg;
-            break;
-        case OPT_NO_API:
-            no_api = true;
-            break;
-        case OPT_ID:
-            if (!valid_id(optarg))
-                return fail("--id: must be 1 to 64 characters of letters, digits and '-'");
-            log_set_id(optarg);
-            instance_id = optarg;
-            break;
-        case OPT_BOOT_PROTOCOL:
-            if (strcmp(optarg, "auto") == 0)
-                opt.boot_proto = BOOT_PROTO_AUTO;
-            else if (strcmp(optarg, "pvh") == 0)
-                opt.boot_proto = BOOT_PROTO_PVH;
-            else if (strcmp(optarg, "linux64") == 0)
-                opt.boot_proto = BOOT_PROTO_LINUX64;
-            else
-                return fail("--boot-protocol: expected auto, pvh or linux64");
-            break;
-        case OPT_CPU_TEMPLATE:
-            opt.cpu_template_path = optarg;
-            break;
-        case OPT_BOOT_TIMER:
-            break;
-        case OPT_LOG_PATH:
-            log_path = optarg;
-            break;
-        case OPT_LEVEL:
-            if (parse_level(optarg, &level))
-                return fail("--level: expected Error, Warning, Info, Debug, Trace or Off");
-            break;
-        case OPT_SHOW_LEVEL:
-            show_level = true;
-            break;
-        case OPT_SHOW_ORIGIN:
-            show_origin = true;
-            break;
-        case OPT_VERSION:
-            printf("Ember v%s\n", EMBER_VERSION);
-            return 0;
-        case OPT_HELP:
-            usage(stdout);
-            return 0;
-        case OPT_API_SOCK:
-            api_sock = optarg;
-            break;
-        case OPT_METRICS_PATH:
-            metrics_path = optarg;
-            break;
-        case OPT_NO_SECCOMP:
-            no_seccomp = true;
-            break;
-        case OPT_SECCOMP_FILTER:
-            seccomp_filter = optarg;
-            break;
-        case OPT_EXPORT_SECCOMP:
-            export_seccomp = optarg;
-            break;
-        case OPT_MAX_PAYLOAD: {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (*optarg < '0' || *optarg > '9' || *end || errno || v < 1024 || v > (16 << 20))
-                return fail("--http-api-max-payload-size: expected a byte count from 1024 to "
-                            "16777216");
-            max_payload = (size_t)v;
-            break;
-        }
-        case OPT_BLK_POLL_US:
-        case OPT_NET_POLL_US: {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            bool blk = c == OPT_BLK_POLL_US;
-            if (*optarg < '0' || *optarg > '9' || *end || errno || v > 1000)
-                return fail(blk ? "--blk-poll-us: expected microseconds from 0 to 1000"
-                                : "--net-poll-us: expected microseconds from 0 to 1000");
-            *(blk ? &blk_poll_us : &net_poll_us) = (unsigned)v;
-            break;
-        }
-        default:
-            snprintf(msg, sizeof(msg), "unknown or incomplete option '%s' (see --help)",
-                     argv[optind - 1]);
-            return fail(msg);
-        }
-    }
-    if (optind < argc) {
-        snprintf(msg, sizeof(msg), "unexpected argument '%s' (see --help)", argv[optind]);
-        return fail(msg);
-    }
-    if (no_api && !config_file)
-        return fail("--no-api needs --config-file");
-    /* ---- seccomp (issue 5): export, or compile/load the filters ---- */
-    if (export_seccomp) {
-        if (seccomp_export(export_seccomp))
-            return fail(err_msg());
-        printf("%s: seccomp filters of build %s (vmm: %u syscalls, vcpu: %u)\n", export_seccomp,
-               seccomp_build_id(), seccomp_allowed_count(SECCOMP_KIND_VMM),
-               seccomp_allowed_count(SECCOMP_KIND_VCPU));
-        return 0;
-    }
-    if (no_seccomp && seccomp_filter)
-        return fail("--no-seccomp and --seccomp-filter cannot be used together");
-    if (seccomp_setup(!no_seccomp, seccomp_filter))
-        return fail(err_msg());
-    /* ---- end seccomp ---- */
-
-    log_set_level(level);
-    log_set_format(show_level, show_origin);
-    if (log_path && (log_open(log_path) || seccomp_log_path(log_path)))
-        return fail(err_msg());
-    if (no_seccomp)
-        log_warn("--no-seccomp: seccomp filters are off; a guest that escapes into Ember can "
-                 "make any system call");
-
     static struct main_ctx m; /* the VM is large (vCPU table); keep it off the stack */
-    static struct api_server srv;
-    struct api_vmm *a = &m.api;
-    a->id = instance_id;
-    a->opaque = &m;
-    a->start = api_start;
-    a->apply_logger = apply_logger;
-    m.opt = &opt;
-    m.sigfd = -1;
-    m.metrics_timer = -1;
-    m.ev.epfd = -1;
-    srv.fd = -1;
-    config_init(&a->cfg);
-    int status = EMBER_EXIT_ERROR;
-    if (config_file && config_load_file(config_file, &a->cfg)) {
-        snprintf(msg, sizeof(msg), "%s", err_msg());
-        goto out;
-    }
-    if (config_file && !a->cfg.has_boot_source) {
-        snprintf(msg, sizeof(msg), "boot-source: missing (kernel_image_path is required)");
-        goto out;
-    }
-    if (a->cfg.has_logger && apply_logger(a)) {
-        snprintf(msg, sizeof(msg), "%s", err_msg());
-        goto out;
-    }
-    if (metrics_path && metrics_open(metrics_path)) {
-        snprintf(msg, sizeof(msg), "--metrics-path: %s", err_msg());
-        goto out;
-    }
-    if (a->cfg.has_metrics && metrics_open(a->cfg.metrics.metrics_path)) {
-        snprintf(msg, sizeof(msg), "%s", err_msg());
-        goto out;
-    }
-    if (evloop_init(&m.ev)) {
-        snprintf(msg, sizeof(msg), "epoll: %s", strerror(errno));
-        goto out;
-    }
-    if (watch_signals(&m)) {
-        snprintf(msg, sizeof(msg), "signalfd: %s", strerror(errno));
-        goto out;
-    }
-    if (!no_api && api_server_listen(&srv, api_sock, &m.ev, max_payload, api_route, a)) {
-        snprintf(msg, sizeof(msg), "%s", err_msg());
-        goto out;
-    }
-    /* seccomp (issue 5): the main thread's filter, before it serves the API or
-     * builds the VM (one filter for both, with or without --no-api). */
-    if (seccomp_install(SECCOMP_KIND_VMM, 0)) {
-        snprintf(msg, sizeof(msg), "%s", err_msg());
-        goto out;
-    }
-    seccomp_test_trigger(SECCOMP_KIND_VMM);
-    {
-        struct timespec cpu;
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
-        metrics.process_startup_time_us = time_now_us() - time_start_us();
-        metrics.process_startup_time_cpu_us = cpu.tv_sec * 1000000ULL + cpu.tv_nsec / 1000;
-    }
-    if (config_file) {
-        m.boot_from_start = true; /* boot time counts from process start */
-        if (api_start(a)) {
-            snprintf(msg, sizeof(msg), "%s", err_msg());
-            goto out;
-        }
-        a->started = true;
-    }
-
-    while (!m.stop && !(a->started && vm_exited(&m.vm))) {
-        int n = evloop_run_once(&m.ev, -1);
-        if (n < 0) {
-            snprintf(msg, sizeof(msg), "epoll_wait: %s", strerror(-n));
-            goto out;
-        }
-    }
-    if (a->started) {
-        status = vm_finish(&m.vm);
-        /* vm_finish logged the reason; say it on stderr too if the log is elsewhere. */
-        if (status != EMBER_EXIT_OK && !log_on_stderr())
-            fprintf(stderr, "ember: %s (exit status %d)\n", m.vm.exit_reason, status);
-    } else {
-        status = EMBER_EXIT_OK; /* stopped by a signal before InstanceStart */
-    }
-    msg[0] = '\0';
-out:
+    int status = parse_flags(argc, argv, &m.f);
+    if (status >= 0)
+        return status;
+    m.api.id = m.f.instance_id;
+    m.api.ops = &vm_ops;
+    m.api.vmm = &m;
+    m.sigfd = m.metrics_timer = m.ev.epfd = m.srv.fd = -1;
+    config_init(&m.api.cfg);
+    char msg[600] = "";
+    status = setup(&m, msg, sizeof(msg)) == 0 ? run(&m, msg, sizeof(msg)) : EMBER_EXIT_ERROR;
     if (msg[0])
         fail(msg);
-    if (metrics_configured()) {
-        metrics_flush(); /* the last line, at exit */
-        metrics_close();
-    }
-    if (m.metrics_timer >= 0)
-        close(m.metrics_timer);
-    api_server_close(&srv);
-    if (m.vm_created)
-        vm_destroy(&m.vm);
-    if (m.sigfd >= 0)
-        close(m.sigfd);
-    evloop_close(&m.ev);
-    config_free(&a->cfg);
+    teardown(&m);
     return status;
 }

@@ -1,8 +1,8 @@
 /* serial.c - 8250 UART emulation for the guest console (see serial.h). */
 #include "serial.h"
 
-#include "err.h"
-#include "metrics.h"
+#include "base/err.h"
+#include "base/metrics.h"
 #include <fcntl.h>
 
 #include <errno.h>

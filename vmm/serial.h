@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../virtio/rate_limiter.h"
+#include "base/rate_limiter.h"
 
 #define SERIAL_PORT_BASE 0x3f8
 #define SERIAL_PORT_LEN 8

@@ -1,16 +1,19 @@
-/* vcpu.c - vCPU setup and the exit loop (see vcpu.h). */
+/* vcpu.c - vCPU setup, the exit loop, and the run control its threads share
+ * (pause, resume, exit requests; see vcpu.h). */
 #define _GNU_SOURCE
 #include "vcpu.h"
 
 #include "../boot/layout.h"
 #include "../jail/seccomp.h"
-#include "err.h"
-#include "log.h"
-#include "metrics.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -33,19 +36,163 @@
 #define APIC_MODE_NMI 0x4
 #define APIC_MODE_EXTINT 0x7
 
-int vcpu_create(struct vm *vm, unsigned index)
+/* ---- run control ---------------------------------------------------------- */
+
+int vcpu_ctl_init(struct vcpu_ctl *c)
 {
-    struct vcpu *v = &vm->vcpus[index];
+    memset(c, 0, sizeof(*c));
+    atomic_init(&c->exit_status, -1);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->parked_cond, NULL);
+    pthread_cond_init(&c->resume_cond, NULL);
+    c->exit_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->exit_efd < 0)
+        return err_set(-errno, "eventfd: %s", strerror(errno));
+    return 0;
+}
+
+void vcpu_ctl_destroy(struct vcpu_ctl *c)
+{
+    if (c->exit_efd >= 0)
+        close(c->exit_efd);
+    c->exit_efd = -1;
+    pthread_cond_destroy(&c->parked_cond);
+    pthread_cond_destroy(&c->resume_cond);
+    pthread_mutex_destroy(&c->lock);
+}
+
+bool vcpu_ctl_exited(struct vcpu_ctl *c)
+{
+    return atomic_load(&c->exit_status) >= 0;
+}
+
+void vcpu_ctl_request_exit(struct vcpu_ctl *c, int status, const char *fmt, ...)
+{
+    int expected = -1;
+    if (!atomic_compare_exchange_strong(&c->exit_status, &expected, status))
+        return; /* the first reason wins */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->exit_reason, sizeof(c->exit_reason), fmt, ap);
+    va_end(ap);
+    /* Whoever waits for parked or resumed threads must look again. */
+    pthread_mutex_lock(&c->lock);
+    pthread_cond_broadcast(&c->parked_cond);
+    pthread_cond_broadcast(&c->resume_cond);
+    pthread_mutex_unlock(&c->lock);
+    uint64_t one = 1;
+    if (write(c->exit_efd, &one, sizeof(one)) < 0) {
+        /* an eventfd write only fails on overflow, which one write cannot cause */
+    }
+}
+
+static void kick_handler(int sig)
+{
+    (void)sig; /* only interrupts KVM_RUN */
+}
+
+/* Make every started vCPU leave KVM_RUN (now, or at once if it is not in it). */
+static void kick_all(struct vcpu *v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (!v[i].started)
+            continue;
+        v[i].run->immediate_exit = 1;
+        pthread_kill(v[i].thread, VCPU_KICK_SIGNAL);
+    }
+}
+
+int vcpu_ctl_pause(struct vcpu_ctl *c, struct vcpu *v, unsigned n)
+{
+    pthread_mutex_lock(&c->lock);
+    c->paused = true;
+    kick_all(v, n);
+    while (c->n_parked < c->n_running && !vcpu_ctl_exited(c))
+        pthread_cond_wait(&c->parked_cond, &c->lock);
+    bool exited = vcpu_ctl_exited(c);
+    pthread_mutex_unlock(&c->lock);
+    return exited ? -ESHUTDOWN : 0;
+}
+
+void vcpu_ctl_resume(struct vcpu_ctl *c, struct vcpu *v, unsigned n)
+{
+    pthread_mutex_lock(&c->lock);
+    c->paused = false;
+    for (unsigned i = 0; i < n; i++)
+        if (v[i].run)
+            v[i].run->immediate_exit = 0;
+    pthread_cond_broadcast(&c->resume_cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool vcpu_ctl_paused(struct vcpu_ctl *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool p = c->paused;
+    pthread_mutex_unlock(&c->lock);
+    return p;
+}
+
+void vcpu_ctl_stop(struct vcpu_ctl *c, struct vcpu *v, unsigned n)
+{
+    pthread_mutex_lock(&c->lock);
+    c->paused = false;
+    pthread_cond_broadcast(&c->resume_cond);
+    pthread_mutex_unlock(&c->lock);
+    kick_all(v, n);
+    for (unsigned i = 0; i < n; i++) {
+        if (v[i].started)
+            pthread_join(v[i].thread, NULL);
+        v[i].started = false;
+    }
+}
+
+/* Between KVM_RUN calls: park while the VM is paused. */
+static void park_if_paused(struct vcpu *v)
+{
+    struct vcpu_ctl *c = v->ctl;
+    pthread_mutex_lock(&c->lock);
+    if (c->paused && !vcpu_ctl_exited(c)) {
+        /* Tell a kvmclock guest it was stopped, so its soft-lockup and RCU
+         * watchdogs do not count the pause (EINVAL without kvmclock: fine). */
+        ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
+        c->n_parked++;
+        pthread_cond_broadcast(&c->parked_cond);
+        while (c->paused && !vcpu_ctl_exited(c))
+            pthread_cond_wait(&c->resume_cond, &c->lock);
+        c->n_parked--;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* A thread out of its loop, for whatever reason: a pause no longer waits for it. */
+static void leave_loop(struct vcpu *v)
+{
+    struct vcpu_ctl *c = v->ctl;
+    pthread_mutex_lock(&c->lock);
+    c->n_running--;
+    pthread_cond_broadcast(&c->parked_cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- creation and set-up ----------------------------------------------------- */
+
+int vcpu_create(struct vcpu *v, int vm_fd, int run_size, unsigned index, struct vcpu_ctl *ctl,
+                struct bus *pio, struct bus *mmio)
+{
     memset(v, 0, sizeof(*v));
-    v->vm = vm;
+    v->ctl = ctl;
+    v->pio = pio;
+    v->mmio = mmio;
     v->index = index;
-    v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    v->run_size = run_size;
+    v->fd = ioctl(vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
     if (v->fd < 0) {
         int e = errno;
         v->fd = -1;
         return err_set(-e, "vcpu %u: KVM_CREATE_VCPU failed: %s", index, strerror(e));
     }
-    v->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+    v->run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
     if (v->run == MAP_FAILED) {
         int e = errno;
         v->run = NULL;
@@ -57,7 +204,7 @@ int vcpu_create(struct vm *vm, unsigned index)
 void vcpu_destroy(struct vcpu *v)
 {
     if (v->run)
-        munmap(v->run, v->vm->run_size);
+        munmap(v->run, v->run_size);
     if (v->fd >= 0)
         close(v->fd);
     v->run = NULL;
@@ -65,13 +212,13 @@ void vcpu_destroy(struct vcpu *v)
 }
 
 /* The VM's table (template cpuid modifiers already applied) with this vCPU's APIC id. */
-static int set_cpuid(struct vcpu *v)
+static int set_cpuid(struct vcpu *v, const struct cpuid_table *cpuid)
 {
     static __thread struct {
         struct kvm_cpuid2 hdr;
         struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
     } buf;
-    struct cpuid_table t = v->vm->cpuid;
+    struct cpuid_table t = *cpuid;
     cpuid_for_vcpu(&t, v->index);
     buf.hdr.nent = t.n;
     buf.hdr.padding = 0;
@@ -177,9 +324,9 @@ static int setup_lapic(struct vcpu *v)
     return 0;
 }
 
-int vcpu_setup(struct vcpu *v, const struct cpu_template *tpl)
+int vcpu_setup(struct vcpu *v, const struct cpuid_table *cpuid, const struct cpu_template *tpl)
 {
-    int rc = set_cpuid(v);
+    int rc = set_cpuid(v, cpuid);
     if (rc)
         return rc;
     if ((rc = setup_msrs(v, tpl)))
@@ -229,7 +376,7 @@ int vcpu_set_boot_regs(struct vcpu *v, const struct boot_entry *entry)
     if (lm) {
         sregs.cr0 = 0x80000011; /* PG | ET | PE */
         sregs.cr3 = LAYOUT_PML4;
-        sregs.cr4 = 0x20; /* PAE */
+        sregs.cr4 = 0x20;   /* PAE */
         sregs.efer = 0x500; /* LMA | LME */
     } else {
         sregs.cr0 = 0x11; /* ET | PE */
@@ -281,18 +428,19 @@ static void handle_io(struct vcpu *v)
     uint8_t *p = (uint8_t *)run + run->io.data_offset;
     for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size) {
         if (run->io.direction == KVM_EXIT_IO_OUT)
-            bus_write(&v->vm->pio, run->io.port, p, run->io.size);
+            bus_write(v->pio, run->io.port, p, run->io.size);
         else
-            bus_read(&v->vm->pio, run->io.port, p, run->io.size);
+            bus_read(v->pio, run->io.port, p, run->io.size);
     }
 }
 
-/* One exit; returns false when this vCPU must stop running. */
+/* One exit; returns false when this vCPU must stop running. A guest that
+ * panicked before its reset or triple fault is told apart by the VM
+ * (vm_finish: the console saw the banner), not here. */
 static bool handle_exit(struct vcpu *v)
 {
     struct kvm_run *run = v->run;
-    struct vm *vm = v->vm;
-    bool panic;
+    struct vcpu_ctl *c = v->ctl;
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         if (run->io.direction == KVM_EXIT_IO_OUT)
@@ -302,14 +450,13 @@ static bool handle_exit(struct vcpu *v)
         handle_io(v);
         return true;
     case KVM_EXIT_MMIO:
-        if (run->mmio.is_write)
+        if (run->mmio.is_write) {
             METRIC_INC(exit_mmio_write);
-        else
+            bus_write(v->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+        } else {
             METRIC_INC(exit_mmio_read);
-        if (run->mmio.is_write)
-            bus_write(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
-        else
-            bus_read(&vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+            bus_read(v->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+        }
         return true;
     case KVM_EXIT_HLT:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
@@ -317,40 +464,40 @@ static bool handle_exit(struct vcpu *v)
         return true;
     case KVM_EXIT_SHUTDOWN:
         METRIC_INC(vcpu_failures);
-        panic = serial_saw_panic(&vm->serial);
-        vm_request_exit(vm, panic ? EMBER_EXIT_GUEST_PANIC : EMBER_EXIT_TRIPLE_FAULT,
-                        "guest %s: triple fault (KVM_EXIT_SHUTDOWN) on vcpu %u at RIP 0x%llx",
-                        panic ? "panicked" : "stopped", v->index,
-                        (unsigned long long)vcpu_rip(v));
+        vcpu_ctl_request_exit(c, EMBER_EXIT_TRIPLE_FAULT,
+                              "guest stopped: triple fault (KVM_EXIT_SHUTDOWN) on vcpu %u at RIP "
+                              "0x%llx",
+                              v->index, (unsigned long long)vcpu_rip(v));
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
-        panic = serial_saw_panic(&vm->serial);
-        if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH || panic)
-            vm_request_exit(vm, EMBER_EXIT_GUEST_PANIC,
-                            "guest panicked: system event %u on vcpu %u at RIP 0x%llx",
-                            run->system_event.type, v->index, (unsigned long long)vcpu_rip(v));
+        if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH)
+            vcpu_ctl_request_exit(c, EMBER_EXIT_GUEST_PANIC,
+                                  "guest panicked: system event %u on vcpu %u at RIP 0x%llx",
+                                  run->system_event.type, v->index,
+                                  (unsigned long long)vcpu_rip(v));
         else
-            vm_request_exit(vm, EMBER_EXIT_OK, "guest reset: system event %u on vcpu %u",
-                            run->system_event.type, v->index);
+            vcpu_ctl_request_exit(c, EMBER_EXIT_OK, "guest reset: system event %u on vcpu %u",
+                                  run->system_event.type, v->index);
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
         METRIC_INC(vcpu_failures);
-        vm_request_exit(vm, EMBER_EXIT_KVM_ERROR,
-                        "guest stopped: KVM internal error (suberror %u: %s) on vcpu %u at RIP "
-                        "0x%llx",
-                        run->internal.suberror, internal_suberror(run->internal.suberror),
-                        v->index, (unsigned long long)vcpu_rip(v));
+        vcpu_ctl_request_exit(c, EMBER_EXIT_KVM_ERROR,
+                              "guest stopped: KVM internal error (suberror %u: %s) on vcpu %u at "
+                              "RIP 0x%llx",
+                              run->internal.suberror, internal_suberror(run->internal.suberror),
+                              v->index, (unsigned long long)vcpu_rip(v));
         return false;
     case KVM_EXIT_FAIL_ENTRY:
-        vm_request_exit(vm, EMBER_EXIT_KVM_ERROR,
-                        "guest stopped: KVM entry failed (reason 0x%llx) on vcpu %u at RIP 0x%llx",
-                        (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
-                        v->index, (unsigned long long)vcpu_rip(v));
+        vcpu_ctl_request_exit(c, EMBER_EXIT_KVM_ERROR,
+                              "guest stopped: KVM entry failed (reason 0x%llx) on vcpu %u at RIP "
+                              "0x%llx",
+                              (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
+                              v->index, (unsigned long long)vcpu_rip(v));
         return false;
     default:
-        vm_request_exit(vm, EMBER_EXIT_KVM_ERROR,
-                        "guest stopped: unhandled KVM exit %u on vcpu %u at RIP 0x%llx",
-                        run->exit_reason, v->index, (unsigned long long)vcpu_rip(v));
+        vcpu_ctl_request_exit(c, EMBER_EXIT_KVM_ERROR,
+                              "guest stopped: unhandled KVM exit %u on vcpu %u at RIP 0x%llx",
+                              run->exit_reason, v->index, (unsigned long long)vcpu_rip(v));
         return false;
     }
 }
@@ -358,22 +505,22 @@ static bool handle_exit(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
-    struct vm *vm = v->vm;
+    struct vcpu_ctl *c = v->ctl;
     char name[16];
     snprintf(name, sizeof(name), "vcpu %u", v->index);
     log_set_thread_name(name);
     snprintf(name, sizeof(name), "ember_vcpu%u", v->index);
     pthread_setname_np(pthread_self(), name);
 
-    /* seccomp (issue 5): this thread's filter, just before its first KVM_RUN. */
+    /* This thread's seccomp filter, just before its first KVM_RUN. */
     if (seccomp_install(SECCOMP_KIND_VCPU, v->index)) {
-        vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "vcpu %u: %s", v->index, err_msg());
+        vcpu_ctl_request_exit(c, EMBER_EXIT_UNEXPECTED, "vcpu %u: %s", v->index, err_msg());
+        leave_loop(v);
         return NULL;
     }
-    seccomp_test_trigger(SECCOMP_KIND_VCPU);
 
-    while (atomic_load(&vm->exit_status) < 0) {
-        vcpu_park_if_paused(v);
+    while (!vcpu_ctl_exited(c)) {
+        park_if_paused(v);
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             int e = errno;
             if (e == EINTR)
@@ -384,24 +531,33 @@ static void *vcpu_thread(void *arg)
                 nanosleep(&ts, NULL);
                 continue;
             }
-            vm_request_exit(vm, EMBER_EXIT_UNEXPECTED, "vcpu %u: KVM_RUN failed: %s", v->index,
-                            strerror(e));
+            vcpu_ctl_request_exit(c, EMBER_EXIT_UNEXPECTED, "vcpu %u: KVM_RUN failed: %s", v->index,
+                                  strerror(e));
             break;
         }
         if (!handle_exit(v))
             break;
     }
+    leave_loop(v);
     return NULL;
 }
 
 int vcpu_start(struct vcpu *v)
 {
+    /* The kick only has to interrupt KVM_RUN (installing it again is harmless). */
+    struct sigaction sa = {.sa_handler = kick_handler};
+    sigemptyset(&sa.sa_mask);
+    sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+    pthread_mutex_lock(&v->ctl->lock);
+    v->ctl->n_running++;
+    pthread_mutex_unlock(&v->ctl->lock);
     int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
-    if (rc)
+    if (rc) {
+        pthread_mutex_lock(&v->ctl->lock);
+        v->ctl->n_running--;
+        pthread_mutex_unlock(&v->ctl->lock);
         return err_set(-rc, "vcpu %u: cannot start its thread: %s", v->index, strerror(rc));
+    }
     v->started = true;
-    pthread_mutex_lock(&v->vm->pause_lock);
-    v->vm->n_started++;
-    pthread_mutex_unlock(&v->vm->pause_lock);
     return 0;
 }

@@ -1,14 +1,12 @@
-/* vdev.c - building and wiring the VM's virtio devices (see vdev.h). */
+/* vdev.c - the VM's virtio device registry (see vdev.h). */
 #define _GNU_SOURCE
 #include "vdev.h"
 
 #include "../boot/layout.h"
 #include "../virtio/blk.h"
-#include "../virtio/mmio.h"
 #include "../virtio/net.h"
-#include "err.h"
-#include "log.h"
-#include "vm.h"
+#include "base/err.h"
+#include "irqfd.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -19,21 +17,26 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-static int place(struct vm *vm, struct vdev *d)
+/* Every device kind the VM has, in placement order. */
+static const struct virtio_kind *const kinds[] = {&virtio_blk_kind, &virtio_net_kind};
+#define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+/* Slot r->n: MMIO window, GSI, one ioeventfd per queue. */
+static int place(struct vdevs *r, struct virtio_dev *d, int vm_fd, struct bus *mmio)
 {
-    struct virtio_mmio *t = d->t;
-    unsigned i = vm->n_vdevs;
+    struct virtio_mmio *t = &d->t;
+    unsigned i = r->n;
     t->base = LAYOUT_VIRTIO_MMIO_BASE + (uint64_t)i * LAYOUT_VIRTIO_MMIO_SLOT;
     t->gsi = LAYOUT_VIRTIO_GSI_BASE + i;
-    struct bus_range r = {t->base, VIRTIO_MMIO_SLOT, t, &t->lock, vmmio_bus_read, vmmio_bus_write};
-    int rc = bus_register(&vm->mmio, &r);
+    r->dev[r->n++] = d; /* from here on vdev_destroy_all() releases it */
+    struct bus_range range = {t->base, VIRTIO_MMIO_SLOT, t, NULL, vmmio_bus_read, vmmio_bus_write};
+    int rc = bus_register(mmio, &range);
     if (rc)
-        return err_set(rc, "%s %s: cannot register its MMIO window",
-                       d->is_net ? "network-interfaces" : "drives", d->id);
+        return err_set(rc, "%s %s: cannot register its MMIO window", d->kind->section, d->id);
     for (unsigned q = 0; q < t->n_queues; q++) {
         int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (fd < 0)
-            return err_set(-errno, "%s: eventfd: %s", d->id, strerror(errno));
+            return err_set(-errno, "%s %s: eventfd: %s", d->kind->section, d->id, strerror(errno));
         t->kick_fd[q] = fd;
         struct kvm_ioeventfd io = {
             .datamatch = q,
@@ -42,169 +45,115 @@ static int place(struct vm *vm, struct vdev *d)
             .fd = fd,
             .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
         };
-        if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0) {
+        if (ioctl(vm_fd, KVM_IOEVENTFD, &io) < 0) {
             int e = errno;
-            return err_set(-e, "%s: KVM_IOEVENTFD for queue %u: %s", d->id, q, strerror(e));
+            return err_set(-e, "%s %s: KVM_IOEVENTFD for queue %u: %s", d->kind->section, d->id, q,
+                           strerror(e));
         }
     }
-    vm->n_vdevs++;
     return 0;
 }
 
-static int add_drive(struct vm *vm, const struct drive_config *dc)
+int vdev_create_all(struct vdevs *r, const struct vm_config *cfg, const struct guest_mem *mem,
+                    int vm_fd, struct bus *mmio)
 {
-    if (vm->n_vdevs >= VDEV_MAX)
-        return err_set(-ENOSPC, "drives %s: at most %d virtio devices per VM", dc->drive_id,
-                       VDEV_MAX);
-    struct vdev *d = &vm->vdevs[vm->n_vdevs];
-    memset(d, 0, sizeof(*d));
-    int rc = blk_create(&d->blk, dc, &vm->mem);
-    if (rc)
-        return rc;
-    snprintf(d->id, sizeof(d->id), "%s", dc->drive_id);
-    d->t = blk_transport(d->blk);
-    if ((rc = place(vm, d))) {
-        blk_destroy(d->blk);
-        memset(d, 0, sizeof(*d));
-    }
-    return rc;
-}
-
-static int add_net(struct vm *vm, const struct net_config *nc)
-{
-    if (vm->n_vdevs >= VDEV_MAX)
-        return err_set(-ENOSPC, "network-interfaces %s: at most %d virtio devices per VM",
-                       nc->iface_id, VDEV_MAX);
-    struct vdev *d = &vm->vdevs[vm->n_vdevs];
-    memset(d, 0, sizeof(*d));
-    int rc = net_create(&d->net, nc, &vm->mem);
-    if (rc)
-        return rc;
-    d->is_net = true;
-    snprintf(d->id, sizeof(d->id), "%s", nc->iface_id);
-    d->t = net_transport(d->net);
-    if ((rc = place(vm, d))) {
-        net_destroy(d->net);
-        memset(d, 0, sizeof(*d));
-    }
-    return rc;
-}
-
-int vdev_create_all(struct vm *vm, const struct vm_config *cfg)
-{
-    int rc;
-    if (cfg->n_drives + cfg->n_nets > VDEV_MAX)
+    int total = 0;
+    for (size_t k = 0; k < N_KINDS; k++)
+        total += kinds[k]->count(cfg);
+    if (total > VDEV_MAX)
         return err_set(-EINVAL,
                        "drives + network-interfaces: at most %d virtio devices per VM, got %d",
-                       VDEV_MAX, cfg->n_drives + cfg->n_nets);
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < cfg->n_drives; i++)
-            if (cfg->drives[i].is_root_device == (pass == 0))
-                if ((rc = add_drive(vm, &cfg->drives[i])))
-                    return rc;
-    for (int i = 0; i < cfg->n_nets; i++)
-        if ((rc = add_net(vm, &cfg->nets[i])))
-            return rc;
+                       VDEV_MAX, total);
+    for (size_t k = 0; k < N_KINDS; k++)
+        for (int i = 0; i < kinds[k]->count(cfg); i++) {
+            struct virtio_dev *d;
+            int rc = kinds[k]->create(cfg, i, mem, &d);
+            if (rc == 0)
+                rc = place(r, d, vm_fd, mmio);
+            if (rc)
+                return rc;
+        }
     return 0;
 }
 
-int vdev_wire_irqs(struct vm *vm)
+int vdev_wire_irqs(struct vdevs *r, int vm_fd)
 {
-    for (unsigned i = 0; i < vm->n_vdevs; i++) {
-        struct virtio_mmio *t = vm->vdevs[i].t;
-        int fd = vm_irqfd(vm, t->gsi);
+    for (unsigned i = 0; i < r->n; i++) {
+        int fd = irqfd_open(vm_fd, r->dev[i]->t.gsi);
         if (fd < 0)
             return fd;
-        t->irq_fd = fd;
+        r->dev[i]->t.irq_fd = fd;
     }
     return 0;
 }
 
-int vdev_cmdline(const struct vm *vm, const struct vm_config *cfg, const char *base, char **out)
+int vdev_cmdline(const struct vdevs *r, const struct vm_config *cfg, const char *base, char **out)
 {
-    size_t cap = strlen(base) + 64 + CONFIG_ID_MAX + (size_t)vm->n_vdevs * 64 + 128;
+    size_t cap = strlen(base) + 256 + CONFIG_ID_MAX + (size_t)r->n * 64;
     char *s = malloc(cap);
     if (!s)
         return err_set(-ENOMEM, "kernel command line: out of memory");
-    size_t n = (size_t)snprintf(s, cap, "%s", base);
-    for (int i = 0; i < cfg->n_drives; i++) {
-        const struct drive_config *d = &cfg->drives[i];
-        if (!d->is_root_device)
-            continue;
-        if (d->partuuid)
-            n += (size_t)snprintf(s + n, cap - n, " root=PARTUUID=%s", d->partuuid);
-        else
-            n += (size_t)snprintf(s + n, cap - n, " root=/dev/vda");
-        n += (size_t)snprintf(s + n, cap - n, d->is_read_only ? " ro" : " rw");
-    }
-    for (unsigned i = 0; i < vm->n_vdevs; i++) {
+    snprintf(s, cap, "%s", base);
+    for (size_t k = 0; k < N_KINDS; k++)
+        if (kinds[k]->cmdline && kinds[k]->cmdline(cfg, s, cap) < 0) {
+            free(s);
+            return err_set(-E2BIG, "kernel command line: %s entries do not fit", kinds[k]->section);
+        }
+    for (unsigned i = 0; i < r->n; i++) {
         char e[96];
-        vmmio_cmdline_entry(vm->vdevs[i].t, e, sizeof(e));
-        n += (size_t)snprintf(s + n, cap - n, " %s", e);
+        size_t n = strlen(s);
+        if (vmmio_cmdline_entry(&r->dev[i]->t, e, sizeof(e)) < 0 ||
+            (size_t)snprintf(s + n, cap - n, " %s", e) >= cap - n) {
+            free(s);
+            return err_set(-E2BIG,
+                           "kernel command line: the virtio_mmio.device entries do not fit");
+        }
     }
     *out = s;
     return 0;
 }
 
-int vdev_attach(struct vm *vm, struct evloop *ev)
+int vdev_attach(struct vdevs *r, struct evloop *ev)
 {
-    for (unsigned i = 0; i < vm->n_vdevs; i++) {
-        struct vdev *d = &vm->vdevs[i];
-        int rc = vmmio_attach(d->t, ev);
+    for (unsigned i = 0; i < r->n; i++) {
+        struct virtio_dev *d = r->dev[i];
+        int rc = vmmio_attach(&d->t, ev);
         if (!rc)
-            rc = d->is_net ? net_attach(d->net, ev) : blk_attach(d->blk, ev);
+            rc = d->kind->attach(d, ev);
         if (rc)
-            return err_set(rc, "%s: cannot attach to the event loop: %s", d->id, strerror(-rc));
+            return err_set(rc, "%s %s: cannot attach to the event loop: %s", d->kind->section,
+                           d->id, strerror(-rc));
     }
     return 0;
 }
 
-void vdev_destroy_all(struct vm *vm)
+int vdev_update(struct vdevs *r, const char *section, const char *id, const struct device_update *u)
 {
-    for (unsigned i = 0; i < vm->n_vdevs; i++) {
-        struct vdev *d = &vm->vdevs[i];
-        int kick[VIRTIO_MMIO_MAX_QUEUES];
+    for (unsigned i = 0; i < r->n; i++) {
+        struct virtio_dev *d = r->dev[i];
+        if (strcmp(d->kind->section, section) != 0 || strcmp(d->id, id) != 0)
+            continue;
+        vmmio_lock(&d->t);
+        int rc = d->kind->update(d, u);
+        vmmio_unlock(&d->t);
+        return rc;
+    }
+    return err_set(-ENOENT, "%s/%s: no such device", section, id);
+}
+
+void vdev_destroy_all(struct vdevs *r)
+{
+    for (unsigned i = 0; i < r->n; i++) {
+        struct virtio_dev *d = r->dev[i];
+        int kick[VIRTIO_MMIO_MAX_QUEUES], irq = d->t.irq_fd;
         for (unsigned q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++)
-            kick[q] = d->t->kick_fd[q];
-        if (d->is_net)
-            net_destroy(d->net);
-        else
-            blk_destroy(d->blk);
+            kick[q] = d->t.kick_fd[q];
+        d->kind->destroy(d); /* waits for in-flight I/O into guest RAM */
         for (unsigned q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++)
             if (kick[q] >= 0)
                 close(kick[q]);
+        if (irq >= 0)
+            close(irq);
     }
-    vm->n_vdevs = 0;
-}
-
-static struct vdev *find(struct vm *vm, const char *id, bool is_net)
-{
-    for (unsigned i = 0; i < vm->n_vdevs; i++)
-        if (vm->vdevs[i].is_net == is_net && strcmp(vm->vdevs[i].id, id) == 0)
-            return &vm->vdevs[i];
-    return NULL;
-}
-
-int vdev_update_drive(struct vm *vm, const char *id, const char *path,
-                      const struct rate_limiter *rl)
-{
-    struct vdev *d = find(vm, id, false);
-    if (!d)
-        return err_set(-ENOENT, "drives/%s: no such drive", id);
-    pthread_mutex_lock(&d->t->lock);
-    int rc = blk_update(d->blk, path, rl);
-    pthread_mutex_unlock(&d->t->lock);
-    return rc;
-}
-
-int vdev_update_net(struct vm *vm, const char *id, const struct rate_limiter *rx,
-                    const struct rate_limiter *tx)
-{
-    struct vdev *d = find(vm, id, true);
-    if (!d)
-        return err_set(-ENOENT, "network-interfaces/%s: no such interface", id);
-    pthread_mutex_lock(&d->t->lock);
-    int rc = net_update(d->net, rx, tx);
-    pthread_mutex_unlock(&d->t->lock);
-    return rc;
+    r->n = 0;
 }

@@ -1,14 +1,15 @@
 /* vm.c - VM lifecycle: KVM checks, VM and memory creation, legacy devices,
- * boot, and the main thread's event loop (see vm.h). */
+ * boot, and the VM's fds on the main thread's event loop (see vm.h). */
 #define _GNU_SOURCE
 #include "vm.h"
 
 #include "../boot/layout.h"
-#include "err.h"
-#include "evloop.h"
-#include "log.h"
-#include "metrics.h"
-#include "vcpu.h"
+#include "base/container_of.h"
+#include "base/err.h"
+#include "base/evloop.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "irqfd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,51 +43,22 @@ static const struct {
 };
 
 static struct termios saved_termios;
-static void kick_handler(int sig);
 
 void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
 {
-    int expected = -1;
-    if (!atomic_compare_exchange_strong(&vm->exit_status, &expected, status))
-        return; /* the first reason wins */
+    char reason[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    uint64_t one = 1;
-    if (write(vm->exit_efd, &one, sizeof(one)) < 0) {
-        /* an eventfd write only fails on overflow, which one write cannot cause */
-    }
-}
-
-int vm_irqfd(struct vm *vm, unsigned gsi)
-{
-    if (gsi >= sizeof(vm->irqfds) / sizeof(vm->irqfds[0]))
-        return -EINVAL;
-    if (vm->irqfds[gsi] >= 0)
-        return vm->irqfds[gsi];
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0)
-        return err_set(-errno, "irq %u: eventfd: %s", gsi, strerror(errno));
-    struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
-    if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
-        int e = errno;
-        close(fd);
-        return err_set(-e, "irq %u: KVM_IRQFD failed: %s", gsi, strerror(e));
-    }
-    vm->irqfds[gsi] = fd;
-    return fd;
+    vcpu_ctl_request_exit(&vm->ctl, status, "%s", reason);
 }
 
 static void i8042_reset(void *opaque)
 {
     struct vm *vm = opaque;
     METRIC_INC(i8042_reset_count);
-    if (serial_saw_panic(&vm->serial))
-        vm_request_exit(vm, EMBER_EXIT_GUEST_PANIC,
-                        "guest panicked (\"Kernel panic\" on the console), then reset via i8042");
-    else
-        vm_request_exit(vm, EMBER_EXIT_OK, "guest reset via i8042");
+    vm_request_exit(vm, EMBER_EXIT_OK, "guest reset via i8042");
 }
 
 static int open_kvm(struct vm *vm)
@@ -146,7 +118,7 @@ static int setup_memory(struct vm *vm, uint64_t mem_mib)
                        "machine-config.mem_size_mib: %llu MiB is more than this host has "
                        "(%llu MiB of RAM and swap)",
                        (unsigned long long)mem_mib, (unsigned long long)(host >> 20));
-    int rc = guest_mem_init(&vm->mem, mem_mib << 20);
+    int rc = guest_mem_init(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END);
     if (rc)
         return rc;
     for (int i = 0; i < gm_region_count(&vm->mem); i++) {
@@ -169,7 +141,7 @@ static int setup_memory(struct vm *vm, uint64_t mem_mib)
 
 static int setup_devices(struct vm *vm, const struct vm_config *cfg)
 {
-    int irq = vm_irqfd(vm, SERIAL_IRQ);
+    int irq = vm->serial_irq = irqfd_open(vm->vm_fd, SERIAL_IRQ);
     if (irq < 0)
         return irq;
     int rc = serial_init(&vm->serial, irq, STDOUT_FILENO);
@@ -183,7 +155,7 @@ static int setup_devices(struct vm *vm, const struct vm_config *cfg)
     if ((rc = bus_register(&vm->pio, &r)))
         return err_set(rc, "serial: cannot register ports");
 
-    if ((irq = vm_irqfd(vm, I8042_IRQ)) < 0)
+    if ((irq = vm->i8042_irq = irqfd_open(vm->vm_fd, I8042_IRQ)) < 0)
         return irq;
     i8042_init(&vm->i8042, irq, i8042_reset, vm);
     r = (struct bus_range){I8042_DATA_PORT, 1, &vm->i8042, &vm->i8042.lock, i8042_data_read,
@@ -204,22 +176,15 @@ static int setup_devices(struct vm *vm, const struct vm_config *cfg)
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt)
 {
     memset(vm, 0, sizeof(*vm));
-    vm->kvm_fd = vm->vm_fd = vm->exit_efd = -1;
-    for (size_t i = 0; i < sizeof(vm->irqfds) / sizeof(vm->irqfds[0]); i++)
-        vm->irqfds[i] = -1;
-    atomic_init(&vm->exit_status, -1);
-    pthread_mutex_init(&vm->pause_lock, NULL);
-    pthread_cond_init(&vm->parked_cond, NULL);
-    pthread_cond_init(&vm->resume_cond, NULL);
+    vm->kvm_fd = vm->vm_fd = vm->serial_irq = vm->i8042_irq = -1;
     vm->boot_timer.start_us = time_start_us();
     vm->serial.rx_ready_fd = -1;
 
-    int rc = open_kvm(vm);
+    int rc = vcpu_ctl_init(&vm->ctl);
     if (rc)
         return rc;
-    vm->exit_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (vm->exit_efd < 0)
-        return err_set(-errno, "eventfd: %s", strerror(errno));
+    if ((rc = open_kvm(vm)))
+        return rc;
     vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
     if (vm->vm_fd < 0) {
         int e = errno;
@@ -230,7 +195,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     if ((rc = setup_memory(vm, cfg->machine.mem_size_mib)))
         return rc;
     /* Virtio devices (files, taps, queue ioeventfds) also before the irqchip. */
-    if ((rc = vdev_create_all(vm, cfg)))
+    if ((rc = vdev_create_all(&vm->vdevs, cfg, &vm->mem, vm->vm_fd, &vm->mmio)))
         return rc;
     if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0)
         return err_set(-errno, "KVM_SET_TSS_ADDR failed: %s", strerror(errno));
@@ -251,14 +216,15 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
 
     if ((rc = setup_devices(vm, cfg)))
         return rc;
-    if ((rc = vdev_wire_irqs(vm)))
+    if ((rc = vdev_wire_irqs(&vm->vdevs, vm->vm_fd)))
         return rc;
 
     vm->n_vcpus = cfg->machine.vcpu_count;
     for (unsigned i = 0; i < vm->n_vcpus; i++)
         vm->vcpus[i].fd = -1;
     for (unsigned i = 0; i < vm->n_vcpus; i++)
-        if ((rc = vcpu_create(vm, i)))
+        if ((rc = vcpu_create(&vm->vcpus[i], vm->vm_fd, vm->run_size, i, &vm->ctl, &vm->pio,
+                              &vm->mmio)))
             return rc;
     return 0;
 }
@@ -275,8 +241,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options 
             return rc;
     }
     char *cmdline = NULL;
-    rc = vdev_cmdline(vm, cfg, cfg->boot.boot_args ? cfg->boot.boot_args : VM_DEFAULT_BOOT_ARGS,
-                      &cmdline);
+    rc = vdev_cmdline(&vm->vdevs, cfg,
+                      cfg->boot.boot_args ? cfg->boot.boot_args : VM_DEFAULT_BOOT_ARGS, &cmdline);
     if (rc)
         return rc;
     struct boot_spec spec = {
@@ -292,13 +258,10 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options 
     if (rc)
         return rc;
     for (unsigned i = 0; i < vm->n_vcpus; i++)
-        if ((rc = vcpu_setup(&vm->vcpus[i], &tpl)))
+        if ((rc = vcpu_setup(&vm->vcpus[i], &vm->cpuid, &tpl)))
             return rc;
     if ((rc = vcpu_set_boot_regs(&vm->vcpus[0], &entry)))
         return rc;
-    struct sigaction sa = {.sa_handler = kick_handler};
-    sigemptyset(&sa.sa_mask);
-    sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
     log_info("Booting %s (%s entry at 0x%llx) with %u vCPU(s) and %llu MiB", spec.kernel_path,
              entry.proto == BOOT_PROTO_PVH ? "PVH" : "Linux 64-bit", (unsigned long long)entry.rip,
              vm->n_vcpus, (unsigned long long)cfg->machine.mem_size_mib);
@@ -331,52 +294,19 @@ static bool setup_stdin(struct vm *vm)
     return true;
 }
 
-static void kick_handler(int sig)
-{
-    (void)sig; /* only interrupts KVM_RUN */
-}
-
-/* Make every started vCPU leave KVM_RUN (now, or at once if it is not in it). */
-static void vm_kick_vcpus(struct vm *vm)
-{
-    for (unsigned i = 0; i < vm->n_vcpus; i++) {
-        struct vcpu *v = &vm->vcpus[i];
-        if (!v->started)
-            continue;
-        v->run->immediate_exit = 1;
-        pthread_kill(v->thread, VCPU_KICK_SIGNAL);
-    }
-}
-
-/* Take every vCPU out of KVM_RUN and join its thread. */
-static void vm_stop_vcpus(struct vm *vm)
-{
-    pthread_mutex_lock(&vm->pause_lock);
-    vm->paused = false;
-    pthread_cond_broadcast(&vm->resume_cond);
-    pthread_mutex_unlock(&vm->pause_lock);
-    vm_kick_vcpus(vm);
-    for (unsigned i = 0; i < vm->n_vcpus; i++) {
-        struct vcpu *v = &vm->vcpus[i];
-        if (v->started)
-            pthread_join(v->thread, NULL);
-        v->started = false;
-    }
-}
-
 static void on_exit_event(struct ev_handler *h, uint32_t events)
 {
-    struct vm *vm = (struct vm *)((char *)h - offsetof(struct vm, ev_exit));
+    struct vm *vm = container_of(h, struct vm, ev_exit);
     uint64_t cnt;
     (void)events;
-    if (read(vm->exit_efd, &cnt, sizeof(cnt)) < 0) {
+    if (read(vm->ctl.exit_efd, &cnt, sizeof(cnt)) < 0) {
         /* the flag in exit_status is what counts */
     }
 }
 
 static void on_stdin(struct ev_handler *h, uint32_t events)
 {
-    struct vm *vm = (struct vm *)((char *)h - offsetof(struct vm, ev_stdin));
+    struct vm *vm = container_of(h, struct vm, ev_stdin);
     uint8_t buf[SERIAL_FIFO_LEN];
     (void)events;
     size_t room = serial_rx_space(&vm->serial);
@@ -395,7 +325,7 @@ static void on_stdin(struct ev_handler *h, uint32_t events)
 
 static void on_serial_ready(struct ev_handler *h, uint32_t events)
 {
-    struct vm *vm = (struct vm *)((char *)h - offsetof(struct vm, ev_serial));
+    struct vm *vm = container_of(h, struct vm, ev_serial);
     uint64_t cnt;
     (void)events;
     if (read(vm->serial.rx_ready_fd, &cnt, sizeof(cnt)) < 0) {
@@ -408,7 +338,7 @@ static void on_serial_ready(struct ev_handler *h, uint32_t events)
 int vm_attach(struct vm *vm, struct evloop *ev)
 {
     vm->ev = ev;
-    int rc = evloop_add(ev, &vm->ev_exit, vm->exit_efd, EPOLLIN, on_exit_event);
+    int rc = evloop_add(ev, &vm->ev_exit, vm->ctl.exit_efd, EPOLLIN, on_exit_event);
     if (!rc)
         rc = evloop_add(ev, &vm->ev_serial, vm->serial.rx_ready_fd, EPOLLIN, on_serial_ready);
     if (rc)
@@ -416,24 +346,34 @@ int vm_attach(struct vm *vm, struct evloop *ev)
     /* EPERM: stdin is a regular file or /dev/null; the guest gets no input. */
     if (setup_stdin(vm))
         vm->stdin_on = evloop_add(ev, &vm->ev_stdin, STDIN_FILENO, EPOLLIN, on_stdin) == 0;
-    return vdev_attach(vm, ev);
+    return vdev_attach(&vm->vdevs, ev);
 }
 
 bool vm_exited(struct vm *vm)
 {
-    return atomic_load(&vm->exit_status) >= 0;
+    return vcpu_ctl_exited(&vm->ctl);
 }
 
 int vm_finish(struct vm *vm)
 {
-    vm_stop_vcpus(vm);
+    vcpu_ctl_stop(&vm->ctl, vm->vcpus, vm->n_vcpus);
     restore_terminal(vm);
     serial_flush(&vm->serial);
-    int status = atomic_load(&vm->exit_status);
+    int status = atomic_load(&vm->ctl.exit_status);
+    const char *reason = vm->ctl.exit_reason;
+    /* A guest reset or triple fault that followed a kernel panic on the console is a panic. */
+    if ((status == EMBER_EXIT_OK || status == EMBER_EXIT_TRIPLE_FAULT) &&
+        serial_saw_panic(&vm->serial)) {
+        status = EMBER_EXIT_GUEST_PANIC;
+        char was[sizeof(vm->ctl.exit_reason)];
+        memcpy(was, vm->ctl.exit_reason, sizeof(was));
+        snprintf(vm->ctl.exit_reason, sizeof(vm->ctl.exit_reason),
+                 "guest panicked (\"Kernel panic\" on the console), then: %.200s", was);
+    }
     if (status == EMBER_EXIT_OK)
-        log_info("%s; exiting with status 0", vm->exit_reason);
+        log_info("%s; exiting with status 0", reason);
     else
-        log_error("%s; exiting with status %d", vm->exit_reason, status);
+        log_error("%s; exiting with status %d", reason, status);
     return status;
 }
 
@@ -442,13 +382,9 @@ int vm_finish(struct vm *vm)
 int vm_pause(struct vm *vm)
 {
     uint64_t t0 = time_now_us();
-    pthread_mutex_lock(&vm->pause_lock);
-    vm->paused = true;
-    vm_kick_vcpus(vm);
-    /* Wait until every running vCPU has left KVM_RUN and parked. */
-    while (vm->n_parked < vm->n_started && !vm_exited(vm))
-        pthread_cond_wait(&vm->parked_cond, &vm->pause_lock);
-    pthread_mutex_unlock(&vm->pause_lock);
+    int rc = vcpu_ctl_pause(&vm->ctl, vm->vcpus, vm->n_vcpus);
+    if (rc)
+        return err_set(rc, "the microVM is shutting down");
     METRIC_INC(pause_count);
     atomic_store(&metrics.pause_latency_us, time_now_us() - t0);
     return 0;
@@ -457,13 +393,7 @@ int vm_pause(struct vm *vm)
 int vm_resume(struct vm *vm)
 {
     uint64_t t0 = time_now_us();
-    pthread_mutex_lock(&vm->pause_lock);
-    vm->paused = false;
-    for (unsigned i = 0; i < vm->n_vcpus; i++)
-        if (vm->vcpus[i].run)
-            vm->vcpus[i].run->immediate_exit = 0;
-    pthread_cond_broadcast(&vm->resume_cond);
-    pthread_mutex_unlock(&vm->pause_lock);
+    vcpu_ctl_resume(&vm->ctl, vm->vcpus, vm->n_vcpus);
     METRIC_INC(resume_count);
     atomic_store(&metrics.resume_latency_us, time_now_us() - t0);
     return 0;
@@ -471,46 +401,31 @@ int vm_resume(struct vm *vm)
 
 bool vm_is_paused(struct vm *vm)
 {
-    pthread_mutex_lock(&vm->pause_lock);
-    bool p = vm->paused;
-    pthread_mutex_unlock(&vm->pause_lock);
-    return p;
+    return vcpu_ctl_paused(&vm->ctl);
 }
 
-void vcpu_park_if_paused(struct vcpu *v)
+int vm_ctrl_alt_del(struct vm *vm)
 {
-    struct vm *vm = v->vm;
-    pthread_mutex_lock(&vm->pause_lock);
-    if (vm->paused) {
-        /* Tell a kvmclock guest it was stopped, so its soft-lockup and RCU
-         * watchdogs do not count the pause (EINVAL without kvmclock: fine). */
-        ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
-        vm->n_parked++;
-        pthread_cond_broadcast(&vm->parked_cond);
-        while (vm->paused && !vm_exited(vm))
-            pthread_cond_wait(&vm->resume_cond, &vm->pause_lock);
-        vm->n_parked--;
-    }
-    pthread_mutex_unlock(&vm->pause_lock);
+    return i8042_ctrl_alt_del(&vm->i8042);
 }
 
 void vm_destroy(struct vm *vm)
 {
-    vm_stop_vcpus(vm);
+    vcpu_ctl_stop(&vm->ctl, vm->vcpus, vm->n_vcpus);
     restore_terminal(vm);
     for (unsigned i = 0; i < vm->n_vcpus; i++)
         vcpu_destroy(&vm->vcpus[i]);
-    vdev_destroy_all(vm); /* waits for in-flight I/O into guest RAM */
+    vdev_destroy_all(&vm->vdevs); /* waits for in-flight I/O into guest RAM */
     if (vm->serial.rx_ready_fd >= 0)
         serial_destroy(&vm->serial);
-    for (size_t i = 0; i < sizeof(vm->irqfds) / sizeof(vm->irqfds[0]); i++)
-        if (vm->irqfds[i] >= 0)
-            close(vm->irqfds[i]);
+    if (vm->serial_irq >= 0)
+        close(vm->serial_irq);
+    if (vm->i8042_irq >= 0)
+        close(vm->i8042_irq);
     guest_mem_free(&vm->mem);
-    if (vm->exit_efd >= 0)
-        close(vm->exit_efd);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
+    vcpu_ctl_destroy(&vm->ctl);
 }

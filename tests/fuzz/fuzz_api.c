@@ -10,13 +10,51 @@
 
 #include "../../api/http.h"
 #include "../../api/routes.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/err.h"
 
-static int no_start(struct api_vmm *a)
+/* The VMM side: never started (start refuses), so the post-boot ops are never reached;
+ * they refuse too, should routing ever call one early. */
+static int refuse(void *vmm)
 {
-    (void)a;
+    (void)vmm;
     return err_set(-ENOTSUP, "not in the fuzzer");
 }
+static int no_start(void *vmm, const struct vm_config *cfg)
+{
+    (void)cfg;
+    return refuse(vmm);
+}
+static bool not_paused(void *vmm)
+{
+    (void)vmm;
+    return false;
+}
+static int no_drive(void *vmm, const char *id, const char *path, const struct rate_limiter *rl)
+{
+    (void)id, (void)path, (void)rl;
+    return refuse(vmm);
+}
+static int no_net(void *vmm, const char *id, const struct rate_limiter *rx,
+                  const struct rate_limiter *tx)
+{
+    (void)id, (void)rx, (void)tx;
+    return refuse(vmm);
+}
+static int keep_logger(void *vmm, const struct vm_config *cfg)
+{
+    (void)vmm, (void)cfg;
+    return 0; /* the fuzzer's own stderr stays as it is */
+}
+static const struct api_vm_ops fuzz_ops = {
+    .start = no_start,
+    .pause = refuse,
+    .resume = refuse,
+    .is_paused = not_paused,
+    .ctrl_alt_del = refuse,
+    .update_drive = no_drive,
+    .update_net = no_net,
+    .apply_logger = keep_logger,
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -24,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&a, 0, sizeof(a));
     config_init(&a.cfg);
     a.id = "fuzz";
-    a.start = no_start;
+    a.ops = &fuzz_ops;
     struct http_parser p;
     http_parser_init(&p, 0);
     const char *buf = (const char *)data;

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../virtio/blk.h"
+#include "../../virtio/blk_internal.h"
 
 #define MAX_SEG 64
 

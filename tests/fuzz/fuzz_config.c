@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../../api/config_json.h"
-#include "../../vmm/config.h"
+#include "../../vmm/base/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

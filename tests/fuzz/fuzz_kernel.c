@@ -6,12 +6,13 @@
 #include <stdlib.h>
 
 #include "../../boot/boot.h"
-#include "../../vmm/guest_mem.h"
+#include "../../boot/layout.h"
+#include "../../vmm/base/guest_mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct guest_mem gm;
-    if (!gm.host && guest_mem_init(&gm, 64 << 20))
+    if (!gm.host && guest_mem_init(&gm, 64 << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END))
         abort();
     struct kernel_info ki;
     if (kernel_load(&gm, data, size, "fuzz", &ki) == 0) {

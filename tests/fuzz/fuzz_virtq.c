@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../vmm/guest_mem.h"
+#include "../../vmm/base/guest_mem.h"
 #include "../../virtio/virtq.h"
 
 #include <errno.h>
@@ -41,13 +41,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct virtq q;
     virtq_reset(&q);
-    q.size = (uint16_t)(1u << (data[0] % 9));
-    q.desc_gpa = data[2] | (uint16_t)data[3] << 8;
-    q.avail_gpa = data[4] | (uint16_t)data[5] << 8;
-    q.used_gpa = data[6] | (uint16_t)data[7] << 8;
-    q.ready = true;
+    struct virtq_regs r = {.size = (uint16_t)(1u << (data[0] % 9)),
+                           .ready = true,
+                           .desc_gpa = data[2] | (uint16_t)data[3] << 8,
+                           .avail_gpa = data[4] | (uint16_t)data[5] << 8,
+                           .used_gpa = data[6] | (uint16_t)data[7] << 8};
     bool event_idx = data[1] & 1, toggle = data[1] & 2;
-    if (virtq_activate(&q, &gm, event_idx) < 0)
+    if (virtq_activate(&q, &r, &gm, event_idx) < 0)
         goto out;
 
     volatile uint8_t sink = 0;

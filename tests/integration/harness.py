@@ -71,6 +71,35 @@ def read_lines(stream, timeout, what):
         buf += chunk
 
 
+def wait_until(cond, timeout, what):
+    """Poll cond() until it is true; fail naming `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out after %g s waiting for %s" % (timeout, what))
+        time.sleep(0.005)
+
+
+def vcpus_parked(pid):
+    """True if every vCPU thread of Ember `pid` is blocked in the kernel on a futex (parked by
+    a pause): a parked vCPU cannot run guest code."""
+    tids = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+            if f.read().startswith("ember_vcpu"):
+                tids.append(t)
+    if not tids:
+        return False
+    for t in tids:
+        with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open("/proc/%d/task/%s/wchan" % (pid, t)) as f:
+            wchan = f.read()
+        if state != "S" or "futex" not in wchan:
+            return False
+    return True
+
+
 def children():
     """Pids of this process's children (live or zombie)."""
     me, out = os.getpid(), []

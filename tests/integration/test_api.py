@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from harness import check, test
+from harness import check, test, vcpus_parked, wait_until
 
 
 class Ember:
@@ -108,26 +108,22 @@ def test_api_lifecycle(ctx):
         check(e.curl("PUT", "/metrics", {"metrics_path": metrics_path})[0] == 204, "PUT /metrics")
         code, _ = e.curl("PUT", "/actions", {"action_type": "InstanceStart"})
         check(code == 204, "InstanceStart: %d" % code)
-        for _ in range(300):
-            if len(counters(e.console())) >= 3:
-                break
-            time.sleep(0.01)
-        check(len(counters(e.console())) >= 3, "the guest did not start counting")
+        wait_until(lambda: len(counters(e.console())) >= 3, 10, "the guest to start counting")
         check(e.curl("GET", "/")[1]["state"] == "Running", "state Running")
 
+        # A pause answers once every vCPU is parked: none can run guest code then.
         code, _ = e.curl("PATCH", "/vm", {"state": "Paused"})
         check(code == 204, "pause: %d" % code)
-        check(e.curl("GET", "/")[1]["state"] == "Paused", "state Paused")
         a = len(counters(e.console()))
-        time.sleep(0.5)
+        check(vcpus_parked(e.proc.pid), "a vCPU thread is not parked after the pause answered")
+        check(e.curl("GET", "/")[1]["state"] == "Paused", "state Paused")
         b = len(counters(e.console()))
         check(a == b, "the counter advanced while paused (%d -> %d)" % (a, b))
 
         code, _ = e.curl("PATCH", "/vm", {"state": "Resumed"})
         check(code == 204, "resume: %d" % code)
-        time.sleep(0.5)
-        c = len(counters(e.console()))
-        check(c > b + 5, "the counter did not advance after resume (%d -> %d)" % (b, c))
+        wait_until(lambda: len(counters(e.console())) > b + 5, 10,
+                   "the counter to advance after resume (from %d)" % b)
         seq = counters(e.console())
         check(seq == list(range(len(seq))), "counter lines lost or repeated")
 
@@ -270,8 +266,8 @@ def test_api_hostile_clients(ctx):
         stalled.close()
         # The guest kept running through all of it.
         n = len(counters(e.console()))
-        time.sleep(0.3)
-        check(len(counters(e.console())) > n, "the guest stopped while clients misbehaved")
+        wait_until(lambda: len(counters(e.console())) > n, 10,
+                   "the guest to go on counting after the abuse (it stopped?)")
         code, info = e.curl("GET", "/")
         check(code == 200 and info["state"] == "Running", "server unhealthy after abuse")
         rss_kib = int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % e.proc.pid).read()).group(1))
@@ -296,10 +292,17 @@ def test_api_socket_rules(ctx):
     s.close()
     p = subprocess.Popen([ctx.ember, "--api-sock", stale], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE)
-    time.sleep(0.3)
-    c = socket.socket(socket.AF_UNIX)
-    c.connect(stale)
-    c.close()
+
+    def accepts():
+        c = socket.socket(socket.AF_UNIX)
+        try:
+            c.connect(stale)
+            return True
+        except OSError:
+            return False
+        finally:
+            c.close()
+    wait_until(accepts, 10, "Ember to take over the stale socket and accept on it")
     p.terminate()
     check(p.wait(10) == 0 and not os.path.exists(stale), "SIGTERM must exit 0 and remove the socket")
     # A path that is not a socket is refused.

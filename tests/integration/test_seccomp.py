@@ -9,9 +9,8 @@ import json
 import os
 import re
 import subprocess
-import time
 
-from harness import check, guest_config, run_ember, test
+from harness import check, guest_config, run_ember, test, vcpus_parked, wait_until
 from test_api import Ember, configure, counters
 
 
@@ -111,23 +110,18 @@ def test_seccomp_api_lifecycle(ctx):
         check(e.curl("PUT", "/metrics", {"metrics_path": metrics_path})[0] == 204, "PUT /metrics")
         configure(e, ctx, vcpus=2)
         check(e.curl("PUT", "/actions", {"action_type": "InstanceStart"})[0] == 204, "start")
-        for _ in range(300):
-            if len(counters(e.console())) >= 3:
-                break
-            time.sleep(0.01)
-        check(len(counters(e.console())) >= 3, "the guest did not start counting:\n" + e.log())
+        wait_until(lambda: len(counters(e.console())) >= 3, 10, "the guest to start counting")
         st = seccomp_status(e.proc.pid)
         check(st.get("ember") == (2, 1), "main thread: one filter in mode 2: %r" % st)
         check(st.get("ember_vcpu0") == (2, 2) and st.get("ember_vcpu1") == (2, 2),
               "vCPU threads: the inherited filter and their own: %r" % st)
         check(e.curl("PATCH", "/vm", {"state": "Paused"})[0] == 204, "pause")
         a = len(counters(e.console()))
-        time.sleep(0.3)
+        check(vcpus_parked(e.proc.pid), "a vCPU thread is not parked after the pause answered")
         b = len(counters(e.console()))
         check(a == b, "the counter advanced while paused (%d -> %d)" % (a, b))
         check(e.curl("PATCH", "/vm", {"state": "Resumed"})[0] == 204, "resume")
-        time.sleep(0.3)
-        check(len(counters(e.console())) > b + 5, "no progress after resume")
+        wait_until(lambda: len(counters(e.console())) > b + 5, 10, "progress after resume")
         check(e.curl("GET", "/vm/config")[0] == 200, "GET /vm/config")
         check(e.curl("PUT", "/actions", {"action_type": "FlushMetrics"})[0] == 204, "flush")
         check(e.curl("PUT", "/actions", {"action_type": "SendCtrlAltDel"})[0] == 204, "CAD")

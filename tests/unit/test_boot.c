@@ -11,7 +11,7 @@
 #include "../../boot/boot.h"
 #include "../../boot/layout.h"
 #include "../../boot/pvh.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/err.h"
 #include "test_boot_images.h"
 
 #include <errno.h>
@@ -231,7 +231,7 @@ static void test_pvh_5g(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, 5 * GIB), 0);
+    assert_int_equal(guest_mem_init(&gm, 5 * GIB, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     char *k = elf_file(&elf_pvh);
     char *rd = initrd_file(4096);
     struct boot_spec spec = {.kernel_path = k, .initrd_path = rd, .cmdline = "", .vcpus = 32};
@@ -330,7 +330,7 @@ static void test_identity_map_limit(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, 2 * GIB), 0);
+    assert_int_equal(guest_mem_init(&gm, 2 * GIB, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     struct elf_opts o = elf_pvh;
     o.paddr = 0x60000000; /* 1.5 GiB */
     o.entry = 0x60000100;
@@ -398,7 +398,7 @@ static void test_initrd_too_big(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, 4 * MIB), 0);
+    assert_int_equal(guest_mem_init(&gm, 4 * MIB, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     char *k = elf_file(&elf_plain); /* kernel ends at 0x205000 */
     char *rd = initrd_file(4 * MIB - 0x205000 + 1);
     struct boot_spec spec = {.kernel_path = k, .initrd_path = rd, .cmdline = "", .vcpus = 1};
@@ -450,7 +450,8 @@ static void test_initrd_place(void **state)
 
     /* Large guests: the limit is initrd_addr_max, not the end of low RAM. */
     struct guest_mem big;
-    assert_int_equal(guest_mem_init(&big, 3 * GIB + GIB / 2), 0);
+    assert_int_equal(
+        guest_mem_init(&big, 3 * GIB + GIB / 2, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     ki.load_hi = 0x205000;
     assert_int_equal(initrd_place(&big, &ki, 4096, "rd", &a), 0);
     assert_int_equal(a, 0x38000000 - 4096);
@@ -468,13 +469,13 @@ static void test_small_guest(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, MIB), 0);
+    assert_int_equal(guest_mem_init(&gm, MIB, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     char *k = elf_file(&elf_plain);
     struct boot_spec spec = {.kernel_path = k, .cmdline = "", .vcpus = 1};
     expect_fail(&gm, &spec, -EINVAL, "guest memory: 1024 KiB is too small to boot (minimum 2 MiB)");
     guest_mem_free(&gm);
     /* 2 MiB: the kernel at 0x200000 does not fit. */
-    assert_int_equal(guest_mem_init(&gm, 2 * MIB), 0);
+    assert_int_equal(guest_mem_init(&gm, 2 * MIB, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     expect_fail(&gm, &spec, -EINVAL, "is outside guest memory");
     guest_mem_free(&gm);
     ti_rmfile(k);

@@ -36,7 +36,7 @@ struct elf_opts {
 static inline int ti_gm_setup(void **state, uint64_t size)
 {
     struct guest_mem *gm = calloc(1, sizeof(*gm));
-    if (!gm || guest_mem_init(gm, size) < 0) {
+    if (!gm || guest_mem_init(gm, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END) < 0) {
         free(gm);
         return -1;
     }

@@ -10,7 +10,7 @@
 
 #include "../../boot/boot.h"
 #include "../../boot/layout.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/err.h"
 #include "test_boot_images.h"
 
 #include <errno.h>
@@ -222,7 +222,8 @@ static void test_pm_too_big(void **state)
 {
     (void)state;
     struct guest_mem small;
-    assert_int_equal(guest_mem_init(&small, 2 * MIB), 0);
+    assert_int_equal(guest_mem_init(&small, 2 * MIB, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END),
+                     0);
     struct bz_opts o = ti_bz_defaults();
     o.pm_size = MIB + 4096;
     size_t len;

@@ -9,7 +9,7 @@
 
 #include "../../boot/boot.h"
 #include "../../boot/layout.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/err.h"
 #include "test_boot_images.h"
 
 #include <errno.h>

@@ -16,8 +16,8 @@
 
 #include "../../api/config_json.h"
 #include "../../api/json_util.h"
-#include "../../vmm/config.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/config.h"
+#include "../../vmm/base/err.h"
 
 /* ---- fixtures ------------------------------------------------------------ */
 

@@ -9,7 +9,7 @@
 
 #include "../../boot/boot.h"
 #include "../../boot/layout.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/err.h"
 #include "test_boot_images.h"
 
 #include <errno.h>
@@ -17,7 +17,7 @@
 static void check_map(uint64_t size, const struct e820_entry *want, int n_want)
 {
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, size), 0);
+    assert_int_equal(guest_mem_init(&gm, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     struct e820_entry e[8];
     memset(e, 0xee, sizeof(e));
     int n = e820_build(&gm, e, 8);
@@ -102,7 +102,8 @@ static void test_too_small(void **state)
     const uint64_t sizes[] = {4096, 0x9f000, 0xa0000, MIB};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         struct guest_mem gm;
-        assert_int_equal(guest_mem_init(&gm, sizes[i]), 0);
+        assert_int_equal(guest_mem_init(&gm, sizes[i], LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END),
+                         0);
         struct e820_entry e[8];
         err_clear();
         assert_int_equal(e820_build(&gm, e, 8), -EINVAL);
@@ -123,7 +124,7 @@ static void test_table_too_small(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, 5 * GIB), 0);
+    assert_int_equal(guest_mem_init(&gm, 5 * GIB, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     struct e820_entry e[3];
     err_clear();
     assert_int_equal(e820_build(&gm, e, 3), -EINVAL);

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "../../jail/jail_opts.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/err.h"
 
 #include <errno.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 
 #include "../../boot/boot.h"
 #include "../../boot/layout.h"
-#include "../../vmm/err.h"
+#include "../../vmm/base/err.h"
 #include "test_boot_images.h"
 
 #include <errno.h>
@@ -161,7 +161,7 @@ static void test_small_guest(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, 0x9f000), 0);
+    assert_int_equal(guest_mem_init(&gm, 0x9f000, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     err_clear();
     assert_int_equal(mptable_write(&gm, 1), -EFAULT);
     assert_non_null(strstr(err_msg(), "outside guest memory"));

@@ -5,7 +5,10 @@
  * RX, mergeable RX buffers, RX ring exhaustion (nothing dropped, loop quiet),
  * oversized frames, the TX rate limiter, a tap that refuses a write (EAGAIN:
  * the frame waits for EPOLLOUT; writev is wrapped at link time, see the
- * Makefile) and tap errors. */
+ * Makefile) and tap errors. The transport is driven as in the VMM: the
+ * driver's DRIVER_OK is acted on by the main loop's work handler
+ * (vmmio_do_work), kicks go through each queue's kick eventfd to the
+ * transport's kick handler, and every wait has a deadline. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +18,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
@@ -24,16 +28,22 @@
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "../../vmm/err.h"
-#include "../../vmm/evloop.h"
-#include "../../vmm/metrics.h"
-#include "../../virtio/net.h"
+#include "../../boot/layout.h"
+#include "../../vmm/base/err.h"
+#include "../../vmm/base/evloop.h"
+#include "../../vmm/base/metrics.h"
+#include "../../virtio/mmio_internal.h"
+#include "../../virtio/net_internal.h"
 
 #define TAP "embertap0"
 #define ETHERTYPE_TEST 0x88b5
@@ -50,6 +60,7 @@
 #define RX_BUF_STRIDE 0x800
 #define TX_BUF 0xa0000
 #define MEM_SIZE (1u << 20)
+#define DEADLINE_MS 2000 /* for anything the tests wait for */
 
 struct vdesc {
     uint64_t addr;
@@ -64,7 +75,17 @@ struct fake {
     uint16_t rx_avail, tx_avail, rx_next_desc;
     int pkt; /* AF_PACKET socket bound to the tap */
     int ifindex;
+    struct evloop ev; /* the main loop: the transport's fds (and the device's, on_loop) */
+    int kick_fd[2];   /* the queues' kick eventfds (ioeventfds in the VMM) */
+    int tap;          /* the device's tap fd, to wait on */
 };
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void run_in_netns(void);
 
@@ -94,20 +115,43 @@ static void *gp(struct fake *f, uint64_t gpa, uint64_t len)
     return p;
 }
 
+/* A vCPU's register access (the transport locks for itself). */
 static void bus_w32(struct fake *f, uint64_t off, uint32_t v)
 {
-    pthread_mutex_lock(&f->t->lock);
     vmmio_bus_write(f->t, off, (const uint8_t *)&v, 4);
-    pthread_mutex_unlock(&f->t->lock);
 }
 
 static uint32_t bus_r32(struct fake *f, uint64_t off)
 {
     uint32_t v = 0;
-    pthread_mutex_lock(&f->t->lock);
     vmmio_bus_read(f->t, off, (uint8_t *)&v, 4);
-    pthread_mutex_unlock(&f->t->lock);
     return v;
+}
+
+/* The device's fd on /dev/net/tun (the only one open while a test runs). */
+static int find_tap_fd(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int found = -1, n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char lp[300], target[64];
+        snprintf(lp, sizeof(lp), "/proc/self/fd/%s", e->d_name);
+        ssize_t l = readlink(lp, target, sizeof(target) - 1);
+        if (l <= 0)
+            continue;
+        target[l] = 0;
+        if (strcmp(target, "/dev/net/tun") == 0) {
+            found = atoi(e->d_name);
+            n++;
+        }
+    }
+    closedir(d);
+    assert_int_equal(n, 1);
+    return found;
 }
 
 static void setup_queue(struct fake *f, unsigned q, uint32_t size, uint64_t desc, uint64_t avail,
@@ -141,14 +185,23 @@ static struct net_config net_cfg(const char *tap)
 static void fake_up(struct fake *f, uint64_t features, const struct net_config *cfg)
 {
     memset(f, 0, sizeof(*f));
-    assert_int_equal(guest_mem_init(&f->gm, MEM_SIZE), 0);
+    assert_int_equal(guest_mem_init(&f->gm, MEM_SIZE, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END),
+                     0);
     struct net_config c = cfg ? *cfg : net_cfg(TAP);
     int rc = net_create(&f->n, &c, &f->gm);
     if (rc < 0)
         fail_msg("net_create: %s", err_msg());
     f->t = net_transport(f->n);
+    f->tap = find_tap_fd();
+    assert_int_equal(evloop_init(&f->ev), 0);
+    for (unsigned q = 0; q < 2; q++) {
+        f->kick_fd[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        assert_true(f->kick_fd[q] >= 0);
+        f->t->kick_fd[q] = f->kick_fd[q];
+    }
+    assert_int_equal(vmmio_attach(f->t, &f->ev), 0);
     assert_int_equal(bus_r32(f, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_NET);
-    bus_w32(f, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    bus_w32(f, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
     bus_w32(f, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
     uint32_t offered = bus_r32(f, VIRTIO_MMIO_DEVICE_FEATURES);
     assert_true(offered & (1u << VIRTIO_NET_F_MAC));
@@ -160,14 +213,17 @@ static void fake_up(struct fake *f, uint64_t features, const struct net_config *
     bus_w32(f, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
     bus_w32(f, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
     bus_w32(f, VIRTIO_MMIO_STATUS,
-            VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
-    assert_true(bus_r32(f, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK);
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
+    assert_true(bus_r32(f, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK);
     memset(gp(f, RX_DESC, 0x6000), 0, 0x6000);
     setup_queue(f, 0, RX_SIZE, RX_DESC, RX_AVAIL, RX_USED);
     setup_queue(f, 1, TX_SIZE, TX_DESC, TX_AVAIL, TX_USED);
     bus_w32(f, VIRTIO_MMIO_STATUS,
-            VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-                VIRTIO_STATUS_DRIVER_OK);
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+                VIRTIO_CONFIG_S_DRIVER_OK);
+    assert_true(bus_r32(f, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_DRIVER_OK);
+    assert_false(f->t->activated); /* the main loop activates the device */
+    vmmio_do_work(f->t);
     assert_true(f->t->activated);
 
     f->ifindex = (int)if_nametoindex(TAP);
@@ -179,17 +235,19 @@ static void fake_up(struct fake *f, uint64_t features, const struct net_config *
     assert_int_equal(bind(f->pkt, (struct sockaddr *)&sll, sizeof(sll)), 0);
 }
 
-/* fake_up, with the device's fds on a new event loop (tap, limiter timers). */
-static void fake_up_on_loop(struct fake *f, const struct net_config *cfg, struct evloop *ev)
+/* fake_up, with the device's own fds on the loop too (tap, limiter timers). */
+static void fake_up_on_loop(struct fake *f, const struct net_config *cfg)
 {
     fake_up(f, 0, cfg);
-    assert_int_equal(evloop_init(ev), 0);
-    assert_int_equal(net_attach(f->n, ev), 0);
+    assert_int_equal(net_attach(f->n, &f->ev), 0);
 }
 
 static void fake_down(struct fake *f)
 {
-    net_destroy(f->n);
+    net_destroy(f->n); /* takes its fds and the transport's off the loop */
+    close(f->kick_fd[0]);
+    close(f->kick_fd[1]);
+    evloop_close(&f->ev);
     close(f->pkt);
     guest_mem_free(&f->gm);
 }
@@ -248,11 +306,16 @@ static void post_tx(struct fake *f, const uint8_t *frame, uint32_t len)
     __atomic_store_n(&avail[1], f->tx_avail, __ATOMIC_RELEASE);
 }
 
+/* The driver kicks queue q: the QueueNotify write reaches the kick eventfd,
+ * and the transport's kick handler (what the loop would call) serves it. */
 static void kick(struct fake *f, unsigned q)
 {
-    pthread_mutex_lock(&f->t->lock);
-    f->t->ops->queue_notify(f->t, q);
-    pthread_mutex_unlock(&f->t->lock);
+    bus_w32(f, VIRTIO_MMIO_QUEUE_NOTIFY, q);
+    struct pollfd p = {.fd = f->kick_fd[q], .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 1);
+    assert_non_null(f->t->ev_kick[q].cb);
+    f->t->ev_kick[q].cb(&f->t->ev_kick[q], EPOLLIN);
+    assert_int_equal(poll(&p, 1, 0), 0); /* drained */
 }
 
 static uint32_t make_frame(uint8_t *fr, uint32_t len, uint32_t seq)
@@ -298,16 +361,38 @@ static ssize_t capture(struct fake *f, uint8_t *buf, size_t size)
     }
 }
 
-/* Poll RX until `want` used entries are there (the kernel may queue frames
- * on the tap a little later than sendto returns). */
+/* Let the device read the tap until `want` RX used entries are there (the
+ * kernel may queue frames on the tap a little later than sendto returns):
+ * wait for the tap to be readable, with a deadline. */
 static void rx_until(struct fake *f, uint16_t want)
 {
-    for (int i = 0; i < 200 && used_idx(f, RX_USED) < want; i++) {
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
         net_rx_poll(f->n);
-        if (used_idx(f, RX_USED) < want)
-            usleep(5000);
+        if (used_idx(f, RX_USED) >= want)
+            break;
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            fail_msg("timed out waiting for %u RX used entries (%u there)", want,
+                     used_idx(f, RX_USED));
+        struct pollfd p = {.fd = f->tap, .events = POLLIN};
+        assert_true(poll(&p, 1, (int)(deadline - now)) >= 0);
     }
     assert_int_equal(used_idx(f, RX_USED), want);
+}
+
+/* Run the main loop until `want` used entries are on the ring at `used`. */
+static void loop_until_used(struct fake *f, uint64_t used, uint16_t want)
+{
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (used_idx(f, used) < want) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            fail_msg("timed out running the loop for %u used entries (%u there)", want,
+                     used_idx(f, used));
+        assert_true(evloop_run_once(&f->ev, (int)(deadline - now)) >= 0);
+    }
+    assert_int_equal(used_idx(f, used), want);
 }
 
 /* ---- tests ---- */
@@ -318,9 +403,7 @@ static void test_config_space(void **state)
     struct fake f;
     fake_up(&f, 0, NULL);
     uint8_t cfg[12];
-    pthread_mutex_lock(&f.t->lock);
     vmmio_bus_read(f.t, VIRTIO_MMIO_CONFIG, cfg, 12);
-    pthread_mutex_unlock(&f.t->lock);
     assert_memory_equal(cfg, "\x06\x00\xac\x10\x00\x02", 6);
     assert_int_equal(cfg[10] | cfg[11] << 8, 1500);
     fake_down(&f);
@@ -419,8 +502,7 @@ static void test_rx_ring_exhaustion(void **state)
 {
     (void)state;
     struct fake f;
-    struct evloop ev;
-    fake_up_on_loop(&f, NULL, &ev);
+    fake_up_on_loop(&f, NULL);
     /* The driver has posted nothing: the device must not read the tap. */
     net_rx_poll(f.n);
     uint8_t fr[200];
@@ -430,16 +512,14 @@ static void test_rx_ring_exhaustion(void **state)
     }
     /* The loop stays quiet (no EPOLLIN while the ring is empty): no busy spin. */
     for (int i = 0; i < 5; i++)
-        assert_int_equal(evloop_run_once(&ev, 20), 0);
+        assert_int_equal(evloop_run_once(&f.ev, 20), 0);
     assert_int_equal(used_idx(&f, RX_USED), 0);
     /* Buffers come back and the driver kicks: all 50 arrive, in order. */
     for (unsigned i = 0; i < 64; i++)
         post_rx(&f, RX_BUF + i * RX_BUF_STRIDE, 1600, false);
     publish_rx(&f);
     kick(&f, 0);
-    for (int i = 0; i < 100 && used_idx(&f, RX_USED) < 50; i++)
-        evloop_run_once(&ev, 20);
-    assert_int_equal(used_idx(&f, RX_USED), 50);
+    loop_until_used(&f, RX_USED, 50);
     for (uint32_t s = 0; s < 50; s++) {
         uint32_t id, len, seq;
         used_elem(&f, RX_USED, s, RX_SIZE, &id, &len);
@@ -451,7 +531,6 @@ static void test_rx_ring_exhaustion(void **state)
         assert_memory_equal(buf + 12, fr, sizeof(fr));
     }
     fake_down(&f);
-    evloop_close(&ev);
 }
 
 static void test_rx_too_large_dropped(void **state)
@@ -464,9 +543,16 @@ static void test_rx_too_large_dropped(void **state)
     uint8_t fr[500];
     make_frame(fr, sizeof(fr), 1);
     inject(&f, fr, sizeof(fr));
-    for (int i = 0; i < 100 && metrics.net_rx_partial_writes == before; i++) {
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
         net_rx_poll(f.n);
-        usleep(5000);
+        if (metrics.net_rx_partial_writes != before)
+            break;
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            fail_msg("the oversized frame never reached the device");
+        struct pollfd p = {.fd = f.tap, .events = POLLIN};
+        assert_true(poll(&p, 1, (int)(deadline - now)) >= 0);
     }
     assert_int_equal(metrics.net_rx_partial_writes - before, 1);
     assert_int_equal(used_idx(&f, RX_USED), 0); /* the buffer is kept for the next frame */
@@ -488,8 +574,7 @@ static void test_tx_rate_limited(void **state)
     c.tx_rate_limiter.ops.size = 1;
     c.tx_rate_limiter.ops.refill_time_ms = 100;
     struct fake f;
-    struct evloop ev;
-    fake_up_on_loop(&f, &c, &ev);
+    fake_up_on_loop(&f, &c);
     uint8_t fr[100], got[256];
     make_frame(fr, sizeof(fr), 1);
     post_tx(&f, fr, sizeof(fr));
@@ -499,9 +584,7 @@ static void test_tx_rate_limited(void **state)
     kick(&f, 1);
     assert_int_equal(used_idx(&f, TX_USED), 1); /* the second waits for a token */
     assert_true(metrics.net_tx_rate_limiter_throttled > thr);
-    for (int i = 0; i < 50 && used_idx(&f, TX_USED) < 2; i++)
-        evloop_run_once(&ev, 20);
-    assert_int_equal(used_idx(&f, TX_USED), 2); /* sent when the timer fired */
+    loop_until_used(&f, TX_USED, 2); /* sent when the timer fired */
     uint32_t seq;
     assert_int_equal(capture(&f, got, sizeof(got)), sizeof(fr));
     memcpy(&seq, got + 14, 4);
@@ -510,7 +593,6 @@ static void test_tx_rate_limited(void **state)
     memcpy(&seq, got + 14, 4);
     assert_int_equal(seq, 2);
     fake_down(&f);
-    evloop_close(&ev);
 }
 
 /* A tap that answers EAGAIN: the chain is kept (not completed, not dropped),
@@ -519,8 +601,7 @@ static void test_tx_tap_eagain(void **state)
 {
     (void)state;
     struct fake f;
-    struct evloop ev;
-    fake_up_on_loop(&f, NULL, &ev);
+    fake_up_on_loop(&f, NULL);
     uint8_t fr[200], got[512];
     uint64_t sent = metrics.net_tx_packets_count, fails = metrics.net_tap_write_fails;
     make_frame(fr, sizeof(fr), 7);
@@ -538,9 +619,7 @@ static void test_tx_tap_eagain(void **state)
     struct pollfd p = {.fd = f.pkt, .events = POLLIN};
     assert_int_equal(poll(&p, 1, 50), 0); /* nothing reached the tap */
     /* The tap is writable: EPOLLOUT on the loop sends the kept frame. */
-    for (int i = 0; i < 50 && used_idx(&f, TX_USED) < 1; i++)
-        assert_true(evloop_run_once(&ev, 20) >= 0);
-    assert_int_equal(used_idx(&f, TX_USED), 1);
+    loop_until_used(&f, TX_USED, 1);
     assert_int_equal(writev_calls, 3);
     assert_int_equal(capture(&f, got, sizeof(got)), sizeof(fr));
     assert_memory_equal(got, fr, sizeof(fr));
@@ -550,7 +629,7 @@ static void test_tx_tap_eagain(void **state)
      * every loop turn), and the next frame goes straight out. */
     int busy = 0;
     for (int i = 0; i < 10; i++)
-        busy += evloop_run_once(&ev, 5) > 0;
+        busy += evloop_run_once(&f.ev, 5) > 0;
     assert_true(busy < 5);
     make_frame(fr, 60, 8);
     post_tx(&f, fr, 60);
@@ -560,14 +639,13 @@ static void test_tx_tap_eagain(void **state)
     assert_memory_equal(got, fr, 60);
     assert_int_equal(poll(&p, 1, 50), 0); /* the first frame was sent once */
     fake_down(&f);
-    evloop_close(&ev);
 }
 
 static void test_errors(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, MEM_SIZE), 0);
+    assert_int_equal(guest_mem_init(&gm, MEM_SIZE, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     struct net_dev *n = NULL, *n2 = NULL;
 
     struct net_config c = net_cfg("nosuchtap0");

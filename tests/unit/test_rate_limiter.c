@@ -14,7 +14,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "../../virtio/rate_limiter.h"
+#include "../../vmm/base/rate_limiter_internal.h"
 
 #define MS 1000000ull
 

@@ -18,12 +18,12 @@
 #include <unistd.h>
 
 #include "../../boot/layout.h"
-#include "../../vmm/bus.h"
+#include "../../vmm/base/bus.h"
 #include "../../vmm/cpuid.h"
-#include "../../vmm/err.h"
-#include "../../vmm/guest_mem.h"
+#include "../../vmm/base/err.h"
+#include "../../vmm/base/guest_mem.h"
 #include "../../vmm/i8042.h"
-#include "../../vmm/metrics.h"
+#include "../../vmm/base/metrics.h"
 #include "../../vmm/serial.h"
 
 /* ---- guest memory ---- */
@@ -32,15 +32,15 @@ static void test_gm_small(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, 64 << 20), 0);
+    assert_int_equal(guest_mem_init(&gm, 64 << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     assert_int_equal(gm_region_count(&gm), 1);
     assert_non_null(gm_ptr(&gm, 0, 64 << 20));
     assert_non_null(gm_ptr(&gm, (64 << 20) - 1, 1));
     assert_non_null(gm_ptr(&gm, 64 << 20, 0));
     assert_null(gm_ptr(&gm, 64 << 20, 1));
     assert_null(gm_ptr(&gm, (64 << 20) - 1, 2));
-    assert_null(gm_ptr(&gm, 1, UINT64_MAX));          /* length overflow */
-    assert_null(gm_ptr(&gm, UINT64_MAX, 2));          /* address overflow */
+    assert_null(gm_ptr(&gm, 1, UINT64_MAX)); /* length overflow */
+    assert_null(gm_ptr(&gm, UINT64_MAX, 2)); /* address overflow */
     assert_null(gm_ptr(&gm, UINT64_MAX - 1, UINT64_MAX));
     uint8_t b = 0x5a, r = 0;
     assert_int_equal(gm_write(&gm, 4096, &b, 1), 0);
@@ -55,7 +55,7 @@ static void test_gm_split(void **state)
     (void)state;
     struct guest_mem gm;
     uint64_t size = 5ULL << 30;
-    assert_int_equal(guest_mem_init(&gm, size), 0);
+    assert_int_equal(guest_mem_init(&gm, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
     assert_int_equal(gm_region_count(&gm), 2);
     struct gm_region hi = gm_region(&gm, 1);
     assert_int_equal(hi.gpa, LAYOUT_MMIO_GAP_END);
@@ -76,8 +76,9 @@ static void test_gm_bad_size(void **state)
 {
     (void)state;
     struct guest_mem gm;
-    assert_int_equal(guest_mem_init(&gm, 0), -EINVAL);
-    assert_int_equal(guest_mem_init(&gm, 4097), -EINVAL);
+    assert_int_equal(guest_mem_init(&gm, 0, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), -EINVAL);
+    assert_int_equal(guest_mem_init(&gm, 4097, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END),
+                     -EINVAL);
     assert_null(gm_ptr(&gm, 0, 0));
 }
 
@@ -246,7 +247,7 @@ static void test_i8042(void **state)
     assert_true(v & 0x01);
     i8042_data_read(&k, 0, &v, 1);
     assert_true(v & 0x01); /* keyboard interrupt enabled */
-    v = 0xaa; /* self test */
+    v = 0xaa;              /* self test */
     i8042_cmd_write(&k, 0, &v, 1);
     i8042_data_read(&k, 0, &v, 1);
     assert_int_equal(v, 0x55);
@@ -316,8 +317,8 @@ static void test_cpuid_normalize(void **state)
     assert_int_equal((e->ebx >> 16) & 0xff, 4);
     assert_true(e->edx & (1u << 28));
     e = cpuid_find(&t, 4, 3);
-    assert_int_equal(e->eax >> 26, 3);            /* 4 cores per package */
-    assert_int_equal((e->eax >> 14) & 0xfff, 3);  /* L3 shared by all 4 */
+    assert_int_equal(e->eax >> 26, 3);           /* 4 cores per package */
+    assert_int_equal((e->eax >> 14) & 0xfff, 3); /* L3 shared by all 4 */
     e = cpuid_find(&t, 0xa, 0);
     assert_int_equal(e->eax, 0);
     e = cpuid_find(&t, 0xb, 1);
@@ -363,7 +364,8 @@ static void test_cpu_template(void **state)
         {"{\"cpuid_modifiers\":[{\"modifiers\":[]}]}", "leaf"},
         {"{\"cpuid_modifiers\":[{\"leaf\":\"0xzz\",\"modifiers\":[]}]}", "leaf"},
         {"{\"cpuid_modifiers\":[{\"leaf\":-1,\"modifiers\":[]}]}", "leaf"},
-        {"{\"cpuid_modifiers\":[{\"leaf\":1,\"modifiers\":[{\"register\":\"eax\",\"bitmap\":\"0b1\"}]}]}",
+        {"{\"cpuid_modifiers\":[{\"leaf\":1,\"modifiers\":[{\"register\":\"eax\",\"bitmap\":"
+         "\"0b1\"}]}]}",
          "bitmap"},
         {"{\"cpuid_modifiers\":[{\"leaf\":1,\"modifiers\":[{\"register\":\"rax\",\"bitmap\":"
          "\"0b00000000000000000000000000000000\"}]}]}",
@@ -417,16 +419,11 @@ static void test_metrics_fifo_never_blocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gm_small),
-        cmocka_unit_test(test_gm_split),
-        cmocka_unit_test(test_gm_bad_size),
-        cmocka_unit_test(test_bus),
-        cmocka_unit_test(test_serial),
-        cmocka_unit_test(test_serial_panic_banner),
-        cmocka_unit_test(test_i8042),
-        cmocka_unit_test(test_cpuid_normalize),
-        cmocka_unit_test(test_cpu_template),
-        cmocka_unit_test(test_metrics_fifo_never_blocks),
+        cmocka_unit_test(test_gm_small),     cmocka_unit_test(test_gm_split),
+        cmocka_unit_test(test_gm_bad_size),  cmocka_unit_test(test_bus),
+        cmocka_unit_test(test_serial),       cmocka_unit_test(test_serial_panic_banner),
+        cmocka_unit_test(test_i8042),        cmocka_unit_test(test_cpuid_normalize),
+        cmocka_unit_test(test_cpu_template), cmocka_unit_test(test_metrics_fifo_never_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,12 @@
 
 #include "config.h"
 
+/* Firecracker's level names (Error, Warning, Info, Debug, Trace, Off), in any
+ * case, and "Warn": 0 or -EINVAL. */
+int log_level_parse(const char *name, enum log_level *out);
+/* Firecracker's name of a level ("Warning"). */
+const char *log_level_name(enum log_level level);
+
 void log_set_id(const char *id);
 void log_set_level(enum log_level level);
 void log_set_format(bool show_level, bool show_origin);

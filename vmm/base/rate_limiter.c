@@ -16,6 +16,7 @@
  *    (rl_is_blocked) until the debt is paid. The long-run rate stays
  *    size per refill_time.
  */
+#include "rate_limiter_internal.h"
 #include "rate_limiter.h"
 
 #include <errno.h>

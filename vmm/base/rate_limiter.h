@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../vmm/config.h"
+#include "config.h"
 
 struct tbucket {
     bool active;
@@ -56,8 +56,5 @@ void rl_manual_replenish(struct rl *r, enum rl_kind kind, uint64_t tokens);
 bool rl_is_blocked(const struct rl *r);
 /* Main loop: the timer fired; drain it and clear the blocked state. */
 void rl_timer_expired(struct rl *r);
-
-/* For unit tests: the same with an explicit clock. */
-bool rl_consume_at(struct rl *r, enum rl_kind kind, uint64_t tokens, uint64_t now_ns);
 
 #endif

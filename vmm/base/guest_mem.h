@@ -1,10 +1,11 @@
 /* guest_mem.h - guest RAM: one lazy host mapping, and the one checked accessor.
  *
  * Guest RAM of `size` bytes is a single anonymous mapping (nothing touched up
- * front). Below the MMIO gap it appears at guest-physical 0; whatever does not
- * fit below LAYOUT_MMIO_GAP_START is remapped at 4 GiB:
- *   region 0: gpa [0, low_size)           -> host[0, low_size)
- *   region 1: gpa [4 GiB, 4 GiB + high)   -> host[low_size, size)
+ * front). Below the caller's MMIO gap [gap_start, gap_end) it appears at
+ * guest-physical 0; whatever does not fit below gap_start is placed from
+ * gap_end on:
+ *   region 0: gpa [0, low_size)                -> host[0, low_size)
+ *   region 1: gpa [gap_end, gap_end + high)    -> host[low_size, size)
  * Every guest address the VMM touches goes through gm_ptr(), which refuses any
  * range not wholly inside one region (overflow-safe).
  */
@@ -18,6 +19,7 @@ struct guest_mem {
     uint8_t *host;     /* start of the mapping */
     uint64_t size;     /* total RAM bytes */
     uint64_t low_size; /* bytes below the MMIO gap */
+    uint64_t high_gpa; /* where the rest starts: the gap's end */
 };
 
 struct gm_region {
@@ -26,8 +28,9 @@ struct gm_region {
     uint8_t *host;
 };
 
-/* Map `size` bytes (a multiple of 4 KiB, > 0) of lazily-allocated RAM. */
-int guest_mem_init(struct guest_mem *gm, uint64_t size);
+/* Map `size` bytes (a multiple of 4 KiB, > 0) of lazily-allocated RAM around
+ * the MMIO gap [gap_start, gap_end) (page-aligned, gap_start > 0). */
+int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end);
 void guest_mem_free(struct guest_mem *gm);
 
 /* Number of RAM regions (1 or 2) and each region's placement. */

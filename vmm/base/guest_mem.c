@@ -1,19 +1,21 @@
 /* guest_mem.c - guest RAM mapping and the checked accessor (see guest_mem.h). */
 #include "guest_mem.h"
 
-#include "../boot/layout.h"
 #include "err.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
-int guest_mem_init(struct guest_mem *gm, uint64_t size)
+int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end)
 {
     memset(gm, 0, sizeof(*gm));
     if (size == 0 || (size & 0xfff))
         return err_set(-EINVAL, "guest memory size %llu is not a positive multiple of 4 KiB",
                        (unsigned long long)size);
+    if (gap_start == 0 || (gap_start & 0xfff) || gap_end < gap_start || (gap_end & 0xfff))
+        return err_set(-EINVAL, "guest memory: bad MMIO gap [0x%llx, 0x%llx)",
+                       (unsigned long long)gap_start, (unsigned long long)gap_end);
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
     if (p == MAP_FAILED) {
@@ -23,7 +25,8 @@ int guest_mem_init(struct guest_mem *gm, uint64_t size)
     }
     gm->host = p;
     gm->size = size;
-    gm->low_size = size < LAYOUT_MMIO_GAP_START ? size : LAYOUT_MMIO_GAP_START;
+    gm->low_size = size < gap_start ? size : gap_start;
+    gm->high_gpa = gap_end;
     return 0;
 }
 
@@ -43,7 +46,7 @@ struct gm_region gm_region(const struct guest_mem *gm, int i)
 {
     struct gm_region r = {0, gm->low_size, gm->host};
     if (i == 1) {
-        r.gpa = LAYOUT_MMIO_GAP_END;
+        r.gpa = gm->high_gpa;
         r.size = gm->size - gm->low_size;
         r.host = gm->host + gm->low_size;
     }

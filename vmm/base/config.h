@@ -18,6 +18,11 @@
 #define CONFIG_BOOT_ARGS_MAX 4095     /* boot_args, bytes (the kernel's limit is checked at boot) */
 #define CONFIG_MEM_MAX_MIB (1u << 20) /* 1 TiB; the VMM checks what the host can map */
 #define CONFIG_MAX_METRICS_PROPS 64
+/* A device's busy-poll budget after its ring runs empty (Ember's own option,
+ * set for every drive or interface by --blk-poll-us / --net-poll-us; not part
+ * of Firecracker's JSON). */
+#define CONFIG_POLL_US_DEFAULT 20
+#define CONFIG_POLL_US_MAX 1000
 
 /* A token bucket; `set` false: no limit on this resource. size 0 or
  * refill_time_ms 0 also means "no limit" (as Firecracker). refill_time_ms is
@@ -65,6 +70,7 @@ struct drive_config {
     enum cache_type cache_type;
     enum io_engine io_engine;
     struct rate_limiter rate_limiter;
+    unsigned poll_us; /* CONFIG_POLL_US_*; 0: no polling */
 };
 
 struct net_config {
@@ -75,6 +81,7 @@ struct net_config {
     unsigned mtu; /* 0: not set */
     struct rate_limiter rx_rate_limiter;
     struct rate_limiter tx_rate_limiter;
+    unsigned poll_us; /* CONFIG_POLL_US_*; 0: no polling */
 };
 
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE, LOG_OFF };

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <strings.h>
 #include <unistd.h>
 
 static char log_id[CONFIG_ID_MAX + 1] = "anonymous-instance";
@@ -22,7 +23,34 @@ static atomic_uint_fast64_t log_drops;
 static __thread char thread_name[16] = "main";
 static uint64_t start_us;
 
-static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG", "TRACE", "OFF"};
+/* The one table of levels: Firecracker's names (its API and flags) and the
+ * tags in log lines. */
+static const struct {
+    const char *name, *tag;
+} levels[] = {
+    [LOG_ERROR] = {"Error", "ERROR"}, [LOG_WARNING] = {"Warning", "WARN"},
+    [LOG_INFO] = {"Info", "INFO"},    [LOG_DEBUG] = {"Debug", "DEBUG"},
+    [LOG_TRACE] = {"Trace", "TRACE"}, [LOG_OFF] = {"Off", "OFF"},
+};
+
+int log_level_parse(const char *name, enum log_level *out)
+{
+    for (int i = 0; i <= LOG_OFF; i++)
+        if (strcasecmp(name, levels[i].name) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    if (strcasecmp(name, "Warn") == 0) { /* Firecracker takes it too */
+        *out = LOG_WARNING;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+const char *log_level_name(enum log_level level)
+{
+    return (unsigned)level <= LOG_OFF ? levels[level].name : "?";
+}
 
 void log_set_id(const char *id)
 {
@@ -77,11 +105,11 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:%s", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec, log_id,
-                     thread_name);
+    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:%s",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec, log_id, thread_name);
     if (log_show_level)
-        n += snprintf(buf + n, sizeof(buf) - n, ":%s", level_names[level]);
+        n += snprintf(buf + n, sizeof(buf) - n, ":%s", levels[level].tag);
     if (log_show_origin)
         n += snprintf(buf + n, sizeof(buf) - n, ":%s:%d", file, line);
     n += snprintf(buf + n, sizeof(buf) - n, "] ");
