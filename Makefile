@@ -180,9 +180,9 @@ integration-nested: ember guest
 integration-sanitize: sanitize guest
 	$(RUN_KVM) $(IT) --group fast --ember build/sanitize/ember --guest-dir $(BUILD)/guest
 
-# Quick group: units and test-guest integration.
+# Quick group: the layer check, units and test-guest integration.
 test-fast: all units
-	$(MAKE) unit integration-fast
+	$(MAKE) check-layers unit integration-fast
 
 # Everything: dependencies, images, units, fast, slow and nested integration, the units and
 # fast integration again under ASan/UBSan, the fuzzers; each stage timed (build/stages.txt).
@@ -191,7 +191,7 @@ test:
 	@$(STAGE) deps -- tools/install-deps.sh
 	@$(STAGE) build -- $(MAKE) all units testhooks
 	@$(STAGE) images -- $(MAKE) images
-	@$(STAGE) units -- $(MAKE) unit
+	@$(STAGE) units -- $(MAKE) check-layers unit
 	@$(STAGE) integration-fast -- $(MAKE) integration-fast
 	@$(STAGE) integration-slow -- $(MAKE) integration-slow
 	@$(STAGE) integration-nested -- $(MAKE) integration-nested
