@@ -48,14 +48,24 @@ LIB_SRC := $(BASE_SRC) $(BOOT_SRC) $(VIRTIO_SRC) $(API_SRC) $(JAIL_SRC) $(TOP_SR
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all ember jailer guest units testhooks sanitize images install test test-fast test-slow \
+.PHONY: all ember jailer guest snap-tools units testhooks sanitize images install test test-fast test-slow \
         unit integration-fast integration-slow integration-nested integration-sanitize deps demo \
         bench format clean help fuzz fuzz-smoke fuzz-merge
 
-all: ember jailer guest
+all: ember jailer guest snap-tools
 
 ember: $(BUILD)/ember
 jailer: $(BUILD)/ember-jailer
+
+# Snapshot tools: the example Uffd page-fault handler, and Diff-onto-base merging.
+SNAP_TOOLS := $(BUILD)/uffd_handler $(BUILD)/rebase-snap
+snap-tools: $(SNAP_TOOLS)
+$(BUILD)/uffd_handler: tools/uffd_handler.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $<
+$(BUILD)/rebase-snap: tools/rebase-snap.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -7,6 +7,7 @@
 #include "../vmm/base/metrics.h"
 #include "config_json.h"
 #include "json_util.h"
+#include "snapshot_json.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -400,6 +401,55 @@ static int patch_vm(struct api_vmm *a, const struct http_request *req, char **bo
     return 204;
 }
 
+/* True if any pre-boot resource other than logger and metrics was configured
+ * (a snapshot load must come first, as in Firecracker). */
+static bool vm_configured(const struct api_vmm *a)
+{
+    struct vm_config d;
+    config_init(&d);
+    const struct machine_config *m = &a->cfg.machine;
+    return a->cfg.has_boot_source || a->cfg.n_drives || a->cfg.n_nets || a->cfg.has_serial ||
+           m->vcpu_count != d.machine.vcpu_count || m->mem_size_mib != d.machine.mem_size_mib ||
+           m->smt != d.machine.smt || m->track_dirty_pages != d.machine.track_dirty_pages;
+}
+
+static int put_snapshot(struct api_vmm *a, const struct http_request *req, bool create,
+                        char **body)
+{
+    struct json_object *o;
+    if (body_object(req, &o, body))
+        return 400;
+    int rc;
+    if (create) {
+        struct snapshot_create_params p;
+        rc = config_parse_snapshot_create(o, &p);
+        json_object_put(o);
+        if (rc)
+            return fault(body, 400, "%s", err_msg());
+        if (!a->started || !a->ops->is_paused(a->vmm))
+            rc = err_set(-EINVAL, "the microVM must be paused to create a snapshot (it is %s)",
+                         state_name(a));
+        else
+            rc = a->ops->create_snapshot(a->vmm, &a->cfg, &p);
+        config_snapshot_create_free(&p);
+        return rc ? fault(body, 400, "CreateSnapshot: %s", err_msg()) : 204;
+    }
+    struct snapshot_load_params p;
+    rc = config_parse_snapshot_load(o, &p);
+    json_object_put(o);
+    if (rc)
+        return fault(body, 400, "%s", err_msg());
+    if (a->started)
+        rc = err_set(-EINVAL, "loading a snapshot is only allowed before the microVM starts");
+    else if (vm_configured(a))
+        rc = err_set(-EINVAL, "loading a snapshot is not allowed after configuring boot-specific "
+                              "resources (only logger and metrics may come first)");
+    else if (!(rc = a->ops->load_snapshot(a->vmm, &a->cfg, &p)))
+        a->started = true;
+    config_snapshot_load_free(&p);
+    return rc ? fault(body, 400, "LoadSnapshot: %s", err_msg()) : 204;
+}
+
 /* Endpoints Firecracker has for devices Ember's fixed model lacks. */
 static const struct {
     const char *prefix, *what;
@@ -411,7 +461,6 @@ static const struct {
     {"/pmem", "pmem devices"},
     {"/hotplug", "device hotplug"},
     {"/cpu-config", "runtime CPU configuration (use --cpu-template)"},
-    {"/snapshot", "snapshots (not yet)"},
     {"/memory-hotplug", "memory hotplug"},
 };
 
@@ -494,6 +543,10 @@ static int api_route_inner(void *opaque, const struct http_request *req, char **
     if (strcmp(p, "/vm") == 0) {
         ALLOW(m == HTTP_PATCH);
         return patch_vm(a, req, body);
+    }
+    if (strcmp(p, "/snapshot/create") == 0 || strcmp(p, "/snapshot/load") == 0) {
+        ALLOW(m == HTTP_PUT);
+        return put_snapshot(a, req, p[10] == 'c', body);
     }
     if (strcmp(p, "/vm/config") == 0) {
         ALLOW(m == HTTP_GET);

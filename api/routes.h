@@ -32,6 +32,13 @@ struct api_vm_ops {
     int (*update_drive)(void *vmm, const char *id, const char *path, const struct rate_limiter *rl);
     int (*update_net)(void *vmm, const char *id, const struct rate_limiter *rx,
                       const struct rate_limiter *tx);
+    /* Started and paused: write a snapshot (vmm/snapshot.h). */
+    int (*create_snapshot)(void *vmm, const struct vm_config *cfg,
+                           const struct snapshot_create_params *p);
+    /* Not started, nothing configured but logger/metrics: build the VM from a
+     * snapshot; on success *cfg is the restored configuration. On failure
+     * nothing changed. */
+    int (*load_snapshot)(void *vmm, struct vm_config *cfg, const struct snapshot_load_params *p);
     /* Any time: apply cfg->logger (path, level, format). */
     int (*apply_logger)(void *vmm, const struct vm_config *cfg);
 };

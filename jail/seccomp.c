@@ -16,6 +16,7 @@
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -92,7 +93,13 @@ static const struct rule vmm_rules[] = {
     ALLOW(newfstatat, "glibc's fstat/stat (AT_EMPTY_PATH)"),
     ALLOW(statfs, "virtio-blk: the drive's filesystem (block size, O_DIRECT)"),
     ALLOW(lseek, "stdio streams (CPU template, /proc/meminfo)"),
-    ALLOW(unlink, "API socket removed at exit"),
+    ALLOW(unlink, "API socket removed at exit; a snapshot's temporary file after a failure"),
+    ALLOW(ftruncate, "snapshot memory file sized to guest RAM"),
+    ALLOW(rename, "snapshot file moved into place once complete"),
+    ALLOW(mincore, "Full snapshot: the guest pages ever touched"),
+    ALLOW(userfaultfd, "snapshot load, Uffd backend"),
+    ALLOW(connect, "snapshot load, Uffd backend: the page-fault handler's socket"),
+    ALLOW(sendmsg, "snapshot load, Uffd backend: the userfaultfd and the memory layout"),
     ALLOW1(fcntl, ARG_EQ(1, F_GETFL), "stdin and tap flags"),
     ALLOW1(fcntl, ARG_EQ(1, F_SETFL), "O_NONBLOCK on stdin and tap"),
     ALLOW1(fcntl, ARG_EQ(1, F_GETFD), "fd checks"),
@@ -126,6 +133,30 @@ static const struct rule vmm_rules[] = {
     IOCTL(KVM_GET_REGS, "inherited by vCPU threads: RIP in exit reports"),
     IOCTL(KVM_RUN, "inherited by vCPU threads"),
     IOCTL(KVM_KVMCLOCK_CTRL, "inherited by vCPU threads: tell the guest it was paused"),
+    /* KVM: snapshots (create: read back; load: set, before the vCPU threads start) */
+    IOCTL(KVM_GET_MSR_INDEX_LIST, "snapshot: the MSRs KVM can save"),
+    IOCTL(KVM_GET_CPUID2, "snapshot: vCPU CPUID"),
+    IOCTL(KVM_GET_XSAVE, "snapshot: FPU/SSE/AVX state"),
+    IOCTL(KVM_SET_XSAVE, "snapshot load: FPU/SSE/AVX state"),
+    IOCTL(KVM_GET_XCRS, "snapshot: XCR0"),
+    IOCTL(KVM_SET_XCRS, "snapshot load: XCR0"),
+    IOCTL(KVM_GET_DEBUGREGS, "snapshot: debug registers"),
+    IOCTL(KVM_SET_DEBUGREGS, "snapshot load: debug registers"),
+    IOCTL(KVM_GET_MP_STATE, "snapshot: vCPU run state"),
+    IOCTL(KVM_SET_MP_STATE, "snapshot load: vCPU run state"),
+    IOCTL(KVM_GET_VCPU_EVENTS, "snapshot: pending exceptions and interrupts"),
+    IOCTL(KVM_SET_VCPU_EVENTS, "snapshot load: pending exceptions and interrupts"),
+    IOCTL(KVM_GET_TSC_KHZ, "snapshot: TSC frequency"),
+    IOCTL(KVM_SET_TSC_KHZ, "snapshot load: TSC frequency of the saved host"),
+    IOCTL(KVM_GET_CLOCK, "snapshot: kvmclock"),
+    IOCTL(KVM_SET_CLOCK, "snapshot load: kvmclock"),
+    IOCTL(KVM_GET_IRQCHIP, "snapshot: PIC and IOAPIC"),
+    IOCTL(KVM_SET_IRQCHIP, "snapshot load: PIC and IOAPIC"),
+    IOCTL(KVM_GET_PIT2, "snapshot: PIT"),
+    IOCTL(KVM_SET_PIT2, "snapshot load: PIT"),
+    IOCTL(KVM_GET_DIRTY_LOG, "Diff snapshots: pages the guest wrote"),
+    IOCTL(UFFDIO_API, "snapshot load, Uffd backend: userfaultfd handshake"),
+    IOCTL(UFFDIO_REGISTER, "snapshot load, Uffd backend: guest RAM to the page-fault handler"),
     IOCTL(BLKGETSIZE64, "virtio-blk: size of a drive that is a block device"),
     /* tap and terminal */
     IOCTL(TUNSETIFF, "attach to the tap device"),

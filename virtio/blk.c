@@ -654,7 +654,7 @@ static bool blk_run(struct blk_dev *b)
     bool pushed = false;
     if (b->ev)
         evloop_poll_cancel(b->ev, &b->poller);
-    if (!q->avail || q->broken || rl_is_blocked(&b->rl) || b->engine_blocked)
+    if (!q->avail || q->broken || rl_is_blocked(&b->rl) || b->engine_blocked || b->dev.t.quiesced)
         return false;
     for (;;) {
         virtq_notify_disable(q);
@@ -772,6 +772,23 @@ static void blk_reset(struct virtio_mmio *t)
     b->engine_blocked = false;
 }
 
+/* A pause: what io_uring still does completes into the guest's rings, and a
+ * chain held back (limiter, full engine) goes back to the ring, so nothing is
+ * in flight or held while paused (and none is lost or repeated by a snapshot). */
+static void blk_quiesce(struct virtio_mmio *t, bool on)
+{
+    struct blk_dev *b = to_blk(t);
+    if (!on)
+        return; /* the transport kicks the queue */
+    if (b->ev)
+        evloop_poll_cancel(b->ev, &b->poller);
+    async_drain(b, true);
+    if (b->has_pending)
+        virtq_unpop(&t->queues[0], 1);
+    b->has_pending = false;
+    b->engine_blocked = false;
+}
+
 static void blk_queue_notify(struct virtio_mmio *t, unsigned q)
 {
     struct blk_dev *b = to_blk(t);
@@ -788,6 +805,7 @@ static const struct virtio_mmio_ops blk_ops = {
     .activate = blk_activate,
     .reset = blk_reset,
     .queue_notify = blk_queue_notify,
+    .quiesce = blk_quiesce,
 };
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -917,7 +935,7 @@ struct virtio_mmio *blk_transport(struct blk_dev *b)
 void blk_async_complete(struct blk_dev *b)
 {
     vmmio_lock(&b->dev.t);
-    if (b->ring_ok) {
+    if (b->ring_ok && !b->dev.t.quiesced) {
         uint64_t v;
         if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
             log_debug("drive %s: eventfd read: %s", b->dev.id, strerror(errno));
@@ -1115,6 +1133,24 @@ static void kind_destroy(struct virtio_dev *d)
     blk_destroy(container_of(d, struct blk_dev, dev));
 }
 
+/* A drive's own state: its limiter. */
+static size_t kind_save(struct virtio_dev *d, void *buf)
+{
+    struct blk_dev *b = container_of(d, struct blk_dev, dev);
+    rl_save(&b->rl, buf);
+    return sizeof(struct rl_state);
+}
+
+static int kind_restore(struct virtio_dev *d, const void *buf, size_t len)
+{
+    struct blk_dev *b = container_of(d, struct blk_dev, dev);
+    if (len != sizeof(struct rl_state))
+        return err_set(-EINVAL, "drives %s: saved state of %zu bytes, expected %zu", d->id, len,
+                       sizeof(struct rl_state));
+    rl_restore(&b->rl, buf);
+    return 0;
+}
+
 const struct virtio_kind virtio_blk_kind = {
     .section = "drives",
     .count = kind_count,
@@ -1123,4 +1159,6 @@ const struct virtio_kind virtio_blk_kind = {
     .attach = kind_attach,
     .update = kind_update,
     .destroy = kind_destroy,
+    .save = kind_save,
+    .restore = kind_restore,
 };

@@ -51,6 +51,14 @@ struct virtio_kind {
     int (*update)(struct virtio_dev *d, const struct device_update *u);
     /* Stop, wait for what the kernel still does in guest memory, close. */
     void (*destroy)(struct virtio_dev *d);
+    /* Snapshots: the device's own state beyond its transport (its rate
+     * limiters), at most VIRTIO_DEV_STATE_MAX bytes; the device is quiesced.
+     * restore: into a device just created from the same configuration;
+     * -EINVAL if the bytes are not this kind's. */
+    size_t (*save)(struct virtio_dev *d, void *buf);
+    int (*restore)(struct virtio_dev *d, const void *buf, size_t len);
 };
+
+#define VIRTIO_DEV_STATE_MAX 256
 
 #endif

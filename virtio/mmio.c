@@ -137,7 +137,7 @@ static void queue_kick(struct virtio_mmio *t, unsigned qi)
 {
     struct virtq *q = &t->queues[qi];
     /* A queue the driver disabled (QueueReady 0) is not served, though still mapped. */
-    if (t->activated && t->regs.queues[qi].ready && q->avail && !q->broken &&
+    if (t->activated && !t->quiesced && t->regs.queues[qi].ready && q->avail && !q->broken &&
         !(t->regs.status & VIRTIO_CONFIG_S_NEEDS_RESET) && t->ops && t->ops->queue_notify)
         t->ops->queue_notify(t, qi);
 }
@@ -497,4 +497,62 @@ int vmmio_cmdline_entry(const struct virtio_mmio *t, char *buf, unsigned size)
     if (n < 0 || (unsigned)n >= size)
         return err_set(-ENOSPC, "virtio %s: command-line entry does not fit", name_of(t));
     return 0;
+}
+
+/* ---- snapshots and pauses ----------------------------------------------------- */
+
+void vmmio_save(struct virtio_mmio *t, struct vmmio_state *s)
+{
+    pthread_mutex_lock(&t->lock);
+    memset(s, 0, sizeof(*s));
+    s->regs = t->regs;
+    s->interrupt_status = atomic_load(&t->interrupt_status);
+    s->want_active = t->want_active;
+    s->activated = t->activated;
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX_QUEUES; i++)
+        virtq_save(&t->queues[i], &s->queues[i]);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int vmmio_restore(struct virtio_mmio *t, const struct vmmio_state *s)
+{
+    pthread_mutex_lock(&t->lock);
+    int rc = 0;
+    t->regs = s->regs;
+    atomic_store(&t->interrupt_status, s->interrupt_status);
+    t->want_active = s->want_active;
+    t->quiesced = true;
+    if (s->activated) {
+        bool event_idx = vmmio_has_feature(t, VIRTIO_RING_F_EVENT_IDX);
+        for (unsigned i = 0; i < t->n_queues && !rc; i++) {
+            if (!t->regs.queues[i].ready)
+                continue;
+            if ((rc = virtq_activate(&t->queues[i], &t->regs.queues[i], t->mem, event_idx)) < 0)
+                rc = err_set(rc, "virtio %s: queue %u: %s", name_of(t), i, err_msg());
+            else
+                virtq_restore(&t->queues[i], &s->queues[i]);
+        }
+        if (!rc && t->ops && t->ops->activate)
+            rc = t->ops->activate(t);
+        t->activated = rc == 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+void vmmio_quiesce(struct virtio_mmio *t, bool on)
+{
+    vmmio_lock(t);
+    if (on != t->quiesced) {
+        if (on)
+            t->quiesced = true; /* the device's own paths stop on the flag */
+        if (t->activated && t->ops && t->ops->quiesce)
+            t->ops->quiesce(t, on);
+        if (!on) {
+            t->quiesced = false;
+            for (unsigned i = 0; i < t->n_queues; i++) /* what the driver queued meanwhile */
+                queue_kick(t, i);
+        }
+    }
+    vmmio_unlock(t);
 }

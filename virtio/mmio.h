@@ -60,6 +60,11 @@ struct virtio_mmio_ops {
     void (*reset)(struct virtio_mmio *t);
     /* Main thread, t->lock held: queue `q` was kicked (or must be looked at). */
     void (*queue_notify)(struct virtio_mmio *t, unsigned q);
+    /* Main thread, t->lock held. on: the VM is pausing; finish what is in
+     * flight (completions reach the guest) and hand back the chains held
+     * (virtq_unpop), then touch neither guest memory nor the rings until
+     * off. off: go on (the transport then looks at every queue). */
+    void (*quiesce)(struct virtio_mmio *t, bool on);
 };
 
 /* What the driver wrote (guest-visible registers; plain data). */
@@ -100,6 +105,7 @@ struct virtio_mmio {
 
     /* Main thread only (t->lock). */
     bool activated;                              /* the device is live on t->queues */
+    bool quiesced;                               /* vmmio_quiesce(t, true): no device work */
     struct virtq queues[VIRTIO_MMIO_MAX_QUEUES]; /* mapped at activation */
     struct ev_handler ev_kick[VIRTIO_MMIO_MAX_QUEUES], ev_work;
     struct evloop *ev;
@@ -126,6 +132,26 @@ void vmmio_detach(struct virtio_mmio *t);
  * activation). Every device entry point on the main thread locks this way. */
 void vmmio_lock(struct virtio_mmio *t);
 void vmmio_unlock(struct virtio_mmio *t);
+
+/* The transport as a snapshot keeps it: the registers, the interrupt status,
+ * and the device-side indices of each live queue (plain data). */
+struct vmmio_state {
+    struct vmmio_regs regs;
+    uint32_t interrupt_status;
+    uint8_t want_active, activated;
+    struct virtq_state queues[VIRTIO_MMIO_MAX_QUEUES];
+};
+
+/* Main thread, device quiesced (vmmio_quiesce): the state to save. */
+void vmmio_save(struct virtio_mmio *t, struct vmmio_state *s);
+/* Main thread, into a transport just built (before it is attached): the
+ * registers back, and if the device was live its queues mapped again with
+ * their indices and ops->activate called. It stays quiesced until
+ * vmmio_quiesce(t, false). 0, or -errno naming the queue. */
+int vmmio_restore(struct virtio_mmio *t, const struct vmmio_state *s);
+/* Main thread: stop (on) or restart (off) the device's work, for a pause.
+ * Takes the lock; any work the registers asked for is done first. */
+void vmmio_quiesce(struct virtio_mmio *t, bool on);
 
 /* Device side, t->lock held. Signal used buffers on queue q to the driver if
  * it wants an interrupt (EVENT_IDX aware). */

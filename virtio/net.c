@@ -126,7 +126,7 @@ static bool queue_usable(const struct net_dev *n, unsigned qi)
 static uint32_t wanted_events(const struct net_dev *n)
 {
     uint32_t ev = 0;
-    if (n->tap_dead)
+    if (n->tap_dead || n->dev.t.quiesced)
         return 0;
     if (queue_usable(n, RXQ) && !n->rx_wait_ring && !n->rx.active && !rl_is_blocked(&n->rx_rl))
         ev |= EPOLLIN;
@@ -339,7 +339,7 @@ static void rx_process(struct net_dev *n)
 {
     if (n->ev)
         evloop_poll_cancel(n->ev, &n->rx_poller);
-    if (!queue_usable(n, RXQ) || n->tap_dead) {
+    if (!queue_usable(n, RXQ) || n->tap_dead || n->dev.t.quiesced) {
         update_tap_events(n);
         return;
     }
@@ -383,6 +383,10 @@ static void tx_process(struct net_dev *n)
     bool polling = n->poll_us && n->ev;
     if (n->ev)
         evloop_poll_cancel(n->ev, &n->tx_poller);
+    if (n->dev.t.quiesced) {
+        update_tap_events(n);
+        return;
+    }
     if (polling)
         virtq_notify_disable(q); /* while we work (and poll), no kicks needed */
     for (;;) {
@@ -539,6 +543,30 @@ static void net_reset(struct virtio_mmio *t)
     update_tap_events(n);
 }
 
+/* A pause: the tap goes off the loop; a frame half delivered is dropped and
+ * every chain held for it, and a TX chain waiting for the tap, go back to
+ * their rings (virtq_unpop: popped again after the pause, nothing repeated). */
+static void net_quiesce(struct virtio_mmio *t, bool on)
+{
+    struct net_dev *n = to_net(t);
+    if (on) {
+        if (n->ev) {
+            evloop_poll_cancel(n->ev, &n->rx_poller);
+            evloop_poll_cancel(n->ev, &n->tx_poller);
+        }
+        unsigned held = (n->rx.active ? n->rx.n_held : 0) + (n->rx_have_chain ? 1 : 0);
+        if (n->rx.active)
+            log_debug("net %s: a %u-byte frame in delivery is dropped for the pause", n->dev.id,
+                      n->rx.len);
+        if (held)
+            virtq_unpop(&t->queues[RXQ], (uint16_t)held);
+        if (n->tx_pending)
+            virtq_unpop(&t->queues[TXQ], 1);
+        rx_forget(n);
+    }
+    update_tap_events(n);
+}
+
 static void net_queue_notify(struct virtio_mmio *t, unsigned q)
 {
     struct net_dev *n = to_net(t);
@@ -558,6 +586,7 @@ static const struct virtio_mmio_ops net_ops = {
     .activate = net_activate,
     .reset = net_reset,
     .queue_notify = net_queue_notify,
+    .quiesce = net_quiesce,
 };
 
 /* ---- loop callbacks ---- */
@@ -944,6 +973,28 @@ static void kind_destroy(struct virtio_dev *d)
     net_destroy(container_of(d, struct net_dev, dev));
 }
 
+/* An interface's own state: its two limiters. */
+static size_t kind_save(struct virtio_dev *d, void *buf)
+{
+    struct net_dev *n = container_of(d, struct net_dev, dev);
+    struct rl_state *s = buf;
+    rl_save(&n->rx_rl, &s[0]);
+    rl_save(&n->tx_rl, &s[1]);
+    return 2 * sizeof(struct rl_state);
+}
+
+static int kind_restore(struct virtio_dev *d, const void *buf, size_t len)
+{
+    struct net_dev *n = container_of(d, struct net_dev, dev);
+    if (len != 2 * sizeof(struct rl_state))
+        return err_set(-EINVAL, "network-interfaces %s: saved state of %zu bytes, expected %zu",
+                       d->id, len, 2 * sizeof(struct rl_state));
+    const struct rl_state *s = buf;
+    rl_restore(&n->rx_rl, &s[0]);
+    rl_restore(&n->tx_rl, &s[1]);
+    return 0;
+}
+
 const struct virtio_kind virtio_net_kind = {
     .section = "network-interfaces",
     .count = kind_count,
@@ -952,4 +1003,6 @@ const struct virtio_kind virtio_net_kind = {
     .attach = kind_attach,
     .update = kind_update,
     .destroy = kind_destroy,
+    .save = kind_save,
+    .restore = kind_restore,
 };

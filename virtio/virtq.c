@@ -206,8 +206,10 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
         return 0;
     uint16_t head = load16(avail_ring(q, q->last_avail & (q->size - 1u)), __ATOMIC_RELAXED);
     q->last_avail++;
-    if (q->event_idx && !q->notify_off)
+    if (q->event_idx && !q->notify_off) {
         store16(avail_event(q), q->last_avail, __ATOMIC_RELAXED);
+        gm_mark_dirty(q->mem, avail_event(q), 2);
+    }
     c->head = head;
     if (head >= q->size)
         return bad_chain("head index %u out of range (queue size %u)", head, q->size);
@@ -215,7 +217,11 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
     if (rc < 0) {
         c->n_seg = c->n_out = 0;
         c->out_len = c->in_len = 0;
+        return rc;
     }
+    if (q->mem->dirty)
+        for (unsigned i = c->n_out; i < c->n_seg; i++)
+            gm_mark_dirty(q->mem, c->seg[i].host, c->seg[i].len);
     return rc;
 }
 
@@ -229,6 +235,8 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
     __atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
     q->used_idx++;
     store16(u16_at(q->used, USED_IDX), q->used_idx, __ATOMIC_RELEASE);
+    gm_mark_dirty(q->mem, e, sizeof(*e));
+    gm_mark_dirty(q->mem, u16_at(q->used, USED_IDX), 2);
 }
 
 bool virtq_needs_interrupt(struct virtq *q)
@@ -258,6 +266,7 @@ void virtq_notify_enable(struct virtq *q)
     q->notify_off = false;
     if (!q->used)
         return;
+    gm_mark_dirty(q->mem, q->used, 4u + 8u * q->size + 2u); /* flags or avail_event */
     if (q->event_idx) {
         store16(avail_event(q), q->last_avail, __ATOMIC_RELAXED);
     } else {
@@ -277,6 +286,7 @@ void virtq_notify_disable(struct virtq *q)
         return;
     /* With EVENT_IDX, leaving avail_event behind last_avail suppresses kicks. */
     if (!q->event_idx) {
+        gm_mark_dirty(q->mem, q->used, 2);
         uint16_t *f = u16_at(q->used, USED_FLAGS);
         store16(f, load16(f, __ATOMIC_RELAXED) | VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
     }
@@ -322,4 +332,33 @@ uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst, 
 uint64_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *src, uint64_t len)
 {
     return segs_copy(c, true, off, (uint8_t *)src, len);
+}
+
+void virtq_save(const struct virtq *q, struct virtq_state *s)
+{
+    *s = (struct virtq_state){
+        .last_avail = q->last_avail,
+        .used_idx = q->used_idx,
+        .signalled = q->signalled,
+        .signalled_valid = q->signalled_valid,
+        .broken = q->broken,
+        .notify_off = q->notify_off,
+        .event_idx = q->event_idx,
+    };
+}
+
+void virtq_restore(struct virtq *q, const struct virtq_state *s)
+{
+    q->last_avail = s->last_avail;
+    q->used_idx = s->used_idx;
+    q->signalled = s->signalled;
+    q->signalled_valid = s->signalled_valid;
+    q->broken = s->broken;
+    q->notify_off = s->notify_off;
+    q->event_idx = s->event_idx;
+}
+
+void virtq_unpop(struct virtq *q, uint16_t n)
+{
+    q->last_avail = (uint16_t)(q->last_avail - n);
 }

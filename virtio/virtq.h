@@ -109,6 +109,20 @@ void virtq_notify_disable(struct virtq *q);
  * Cheap (one load of the avail index): the event loop's pollers call it. */
 bool virtq_has_avail(const struct virtq *q);
 
+/* A live queue's device-side indices, as a snapshot keeps them (plain data;
+ * the ring mappings are rebuilt from struct virtq_regs by virtq_activate). */
+struct virtq_state {
+    uint16_t last_avail, used_idx, signalled;
+    uint8_t signalled_valid, broken, notify_off, event_idx;
+};
+
+void virtq_save(const struct virtq *q, struct virtq_state *s);
+/* After virtq_activate() from the same registers: the indices back. */
+void virtq_restore(struct virtq *q, const struct virtq_state *s);
+/* Give back the last `n` chains popped and not pushed (they come out of
+ * virtq_pop() again): a device that must not hold chains over a snapshot. */
+void virtq_unpop(struct virtq *q, uint16_t n);
+
 /* Copy helpers over a chain's segments: gather `len` bytes starting at byte
  * `off` of the readable side into dst / scatter src into the writable side.
  * Return the number of bytes copied (less if the side is shorter). */

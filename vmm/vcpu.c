@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -559,5 +560,153 @@ int vcpu_start(struct vcpu *v)
         return err_set(-rc, "vcpu %u: cannot start its thread: %s", v->index, strerror(rc));
     }
     v->started = true;
+    return 0;
+}
+
+/* ---- snapshots ---------------------------------------------------------------- */
+
+int vcpu_msr_index(int kvm_fd, uint32_t *index, unsigned max)
+{
+    struct {
+        struct kvm_msr_list hdr;
+        uint32_t idx[VCPU_MAX_MSRS];
+    } list;
+    list.hdr.nmsrs = VCPU_MAX_MSRS;
+    if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
+        return err_set(-errno, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
+    unsigned n = list.hdr.nmsrs < max ? list.hdr.nmsrs : max;
+    memcpy(index, list.idx, n * sizeof(uint32_t));
+    return (int)n;
+}
+
+/* Read the listed MSRs; KVM stops at one it cannot read: skip it, go on. */
+static int save_msrs(struct vcpu *v, const uint32_t *index, unsigned n, struct vcpu_state *s)
+{
+    static __thread struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e[VCPU_MAX_MSRS];
+    } buf;
+    unsigned done = 0;
+    s->n_msrs = 0;
+    while (done < n) {
+        memset(&buf, 0, sizeof(buf));
+        buf.hdr.nmsrs = n - done;
+        for (unsigned i = 0; i < n - done; i++)
+            buf.e[i].index = index[done + i];
+        int r = ioctl(v->fd, KVM_GET_MSRS, &buf);
+        if (r < 0)
+            return err_set(-errno, "vcpu %u: KVM_GET_MSRS: %s", v->index, strerror(errno));
+        memcpy(&s->msrs[s->n_msrs], buf.e, (unsigned)r * sizeof(buf.e[0]));
+        s->n_msrs += (unsigned)r;
+        done += (unsigned)r + 1; /* the one it stopped at is not readable here */
+    }
+    return 0;
+}
+
+int vcpu_save(struct vcpu *v, const uint32_t *msr_index, unsigned n_msrs, struct vcpu_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    static const struct {
+        unsigned long req;
+        size_t off;
+        const char *what;
+    } gets[] = {
+        {KVM_GET_REGS, offsetof(struct vcpu_state, regs), "KVM_GET_REGS"},
+        {KVM_GET_SREGS, offsetof(struct vcpu_state, sregs), "KVM_GET_SREGS"},
+        {KVM_GET_XSAVE, offsetof(struct vcpu_state, xsave), "KVM_GET_XSAVE"},
+        {KVM_GET_XCRS, offsetof(struct vcpu_state, xcrs), "KVM_GET_XCRS"},
+        {KVM_GET_DEBUGREGS, offsetof(struct vcpu_state, debugregs), "KVM_GET_DEBUGREGS"},
+        {KVM_GET_LAPIC, offsetof(struct vcpu_state, lapic), "KVM_GET_LAPIC"},
+        {KVM_GET_MP_STATE, offsetof(struct vcpu_state, mp_state), "KVM_GET_MP_STATE"},
+        {KVM_GET_VCPU_EVENTS, offsetof(struct vcpu_state, events), "KVM_GET_VCPU_EVENTS"},
+    };
+    for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++)
+        if (ioctl(v->fd, gets[i].req, (char *)s + gets[i].off) < 0)
+            return err_set(-errno, "vcpu %u: %s: %s", v->index, gets[i].what, strerror(errno));
+    int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+    s->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+    struct {
+        struct kvm_cpuid2 hdr;
+        struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+    } cpuid;
+    cpuid.hdr.nent = CPUID_MAX_ENTRIES;
+    cpuid.hdr.padding = 0;
+    if (ioctl(v->fd, KVM_GET_CPUID2, &cpuid) < 0)
+        return err_set(-errno, "vcpu %u: KVM_GET_CPUID2: %s", v->index, strerror(errno));
+    s->n_cpuid = cpuid.hdr.nent;
+    memcpy(s->cpuid, cpuid.e, s->n_cpuid * sizeof(cpuid.e[0]));
+    return save_msrs(v, msr_index, n_msrs, s);
+}
+
+/* KVM_SET_MSRS stops at the first it refuses: skip it (a host may lack one), go on. */
+static int restore_msrs(struct vcpu *v, const struct vcpu_state *s)
+{
+    static __thread struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e[VCPU_MAX_MSRS];
+    } buf;
+    unsigned done = 0;
+    while (done < s->n_msrs) {
+        memset(&buf, 0, sizeof(buf));
+        buf.hdr.nmsrs = s->n_msrs - done;
+        memcpy(buf.e, &s->msrs[done], buf.hdr.nmsrs * sizeof(buf.e[0]));
+        int r = ioctl(v->fd, KVM_SET_MSRS, &buf);
+        if (r < 0)
+            return err_set(-errno, "vcpu %u: KVM_SET_MSRS: %s", v->index, strerror(errno));
+        done += (unsigned)r;
+        if (done < s->n_msrs) {
+            log_debug("vcpu %u: MSR 0x%x of the snapshot not accepted by KVM", v->index,
+                      s->msrs[done].index);
+            done++;
+        }
+    }
+    return 0;
+}
+
+int vcpu_restore(struct vcpu *v, const struct vcpu_state *s)
+{
+    if (s->n_cpuid > CPUID_MAX_ENTRIES || s->n_msrs > VCPU_MAX_MSRS)
+        return err_set(-EINVAL, "vcpu %u: snapshot holds %u CPUID entries and %u MSRs (at most "
+                                "%u and %u)",
+                       v->index, s->n_cpuid, s->n_msrs, CPUID_MAX_ENTRIES, VCPU_MAX_MSRS);
+    struct {
+        struct kvm_cpuid2 hdr;
+        struct kvm_cpuid_entry2 e[CPUID_MAX_ENTRIES];
+    } cpuid;
+    cpuid.hdr.nent = s->n_cpuid;
+    cpuid.hdr.padding = 0;
+    memcpy(cpuid.e, s->cpuid, s->n_cpuid * sizeof(cpuid.e[0]));
+    if (ioctl(v->fd, KVM_SET_CPUID2, &cpuid) < 0)
+        return err_set(-errno, "vcpu %u: KVM_SET_CPUID2: %s", v->index, strerror(errno));
+    if (s->tsc_khz) {
+        int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+        if (khz > 0 && (uint32_t)khz != s->tsc_khz &&
+            ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)s->tsc_khz) < 0)
+            log_warn("vcpu %u: the snapshot's TSC ran at %u kHz, this host's at %d and KVM "
+                     "cannot scale it: guest time may drift",
+                     v->index, s->tsc_khz, khz);
+    }
+    static const struct {
+        unsigned long req;
+        size_t off;
+        const char *what;
+    } sets[] = {
+        {KVM_SET_MP_STATE, offsetof(struct vcpu_state, mp_state), "KVM_SET_MP_STATE"},
+        {KVM_SET_REGS, offsetof(struct vcpu_state, regs), "KVM_SET_REGS"},
+        {KVM_SET_SREGS, offsetof(struct vcpu_state, sregs), "KVM_SET_SREGS"},
+        {KVM_SET_XSAVE, offsetof(struct vcpu_state, xsave), "KVM_SET_XSAVE"},
+        {KVM_SET_XCRS, offsetof(struct vcpu_state, xcrs), "KVM_SET_XCRS"},
+        {KVM_SET_DEBUGREGS, offsetof(struct vcpu_state, debugregs), "KVM_SET_DEBUGREGS"},
+        {KVM_SET_LAPIC, offsetof(struct vcpu_state, lapic), "KVM_SET_LAPIC"},
+    };
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+        if (ioctl(v->fd, sets[i].req, (const char *)s + sets[i].off) < 0)
+            return err_set(-errno, "vcpu %u: %s: %s", v->index, sets[i].what, strerror(errno));
+    int rc = restore_msrs(v, s);
+    if (rc)
+        return rc;
+    struct kvm_vcpu_events ev = s->events;
+    if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+        return err_set(-errno, "vcpu %u: KVM_SET_VCPU_EVENTS: %s", v->index, strerror(errno));
     return 0;
 }

@@ -90,4 +90,31 @@ int vcpu_set_boot_regs(struct vcpu *v, const struct boot_entry *entry);
 int vcpu_start(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);
 
+/* A vCPU's state as KVM keeps it, for snapshots (plain data). msrs holds
+ * every MSR KVM would read of those the VM lists (vcpu_save's `msr_index`). */
+#define VCPU_MAX_MSRS 320
+struct vcpu_state {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_xsave xsave;
+    struct kvm_xcrs xcrs;
+    struct kvm_debugregs debugregs;
+    struct kvm_lapic_state lapic;
+    struct kvm_mp_state mp_state;
+    struct kvm_vcpu_events events;
+    uint32_t tsc_khz;
+    uint32_t n_msrs, n_cpuid;
+    struct kvm_msr_entry msrs[VCPU_MAX_MSRS];
+    struct kvm_cpuid_entry2 cpuid[CPUID_MAX_ENTRIES];
+};
+
+/* The MSRs KVM can save (KVM_GET_MSR_INDEX_LIST), at most VCPU_MAX_MSRS; the count or -errno. */
+int vcpu_msr_index(int kvm_fd, uint32_t *index, unsigned max);
+/* Out of KVM_RUN (paused): read everything back. */
+int vcpu_save(struct vcpu *v, const uint32_t *msr_index, unsigned n_msrs, struct vcpu_state *s);
+/* Into a vCPU just created (not started): CPUID, MP state, registers, FPU
+ * state, debug registers, LAPIC, MSRs, pending events, in that order. The
+ * message names the vCPU and the piece KVM refused. */
+int vcpu_restore(struct vcpu *v, const struct vcpu_state *s);
+
 #endif

@@ -105,7 +105,8 @@ static uint64_t host_memory_bytes(void)
     return total;
 }
 
-static int setup_memory(struct vm *vm, uint64_t mem_mib)
+static int setup_memory(struct vm *vm, uint64_t mem_mib, const struct vm_options *opt,
+                        bool track_dirty)
 {
     if (mem_mib < 2)
         return err_set(-EINVAL,
@@ -118,8 +119,14 @@ static int setup_memory(struct vm *vm, uint64_t mem_mib)
                        "machine-config.mem_size_mib: %llu MiB is more than this host has "
                        "(%llu MiB of RAM and swap)",
                        (unsigned long long)mem_mib, (unsigned long long)(host >> 20));
-    int rc = guest_mem_init(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END);
+    int rc = opt->mem_from_file ? guest_mem_map_file(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
+                                                     LAYOUT_MMIO_GAP_END, opt->mem_fd)
+                                : guest_mem_init(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
+                                                 LAYOUT_MMIO_GAP_END);
     if (rc)
+        return rc;
+    vm->track_dirty = track_dirty;
+    if (track_dirty && (rc = gm_track_dirty(&vm->mem)))
         return rc;
     for (int i = 0; i < gm_region_count(&vm->mem); i++) {
         struct gm_region r = gm_region(&vm->mem, i);
@@ -128,6 +135,7 @@ static int setup_memory(struct vm *vm, uint64_t mem_mib)
             .guest_phys_addr = r.gpa,
             .memory_size = r.size,
             .userspace_addr = (uint64_t)(uintptr_t)r.host,
+            .flags = track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         };
         if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
             int e = errno;
@@ -176,23 +184,29 @@ static int setup_devices(struct vm *vm, const struct vm_config *cfg)
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt)
 {
     memset(vm, 0, sizeof(*vm));
-    vm->kvm_fd = vm->vm_fd = vm->serial_irq = vm->i8042_irq = -1;
+    vm->kvm_fd = vm->vm_fd = vm->serial_irq = vm->i8042_irq = vm->uffd = vm->uffd_sock = -1;
     vm->boot_timer.start_us = time_start_us();
     vm->serial.rx_ready_fd = -1;
 
     int rc = vcpu_ctl_init(&vm->ctl);
-    if (rc)
+    if (rc) {
+        if (opt->mem_from_file)
+            close(opt->mem_fd);
         return rc;
-    if ((rc = open_kvm(vm)))
+    }
+    if (!rc && !(rc = open_kvm(vm))) {
+        vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+        if (vm->vm_fd < 0)
+            rc = err_set(-errno, "/dev/kvm: KVM_CREATE_VM failed: %s", strerror(errno));
+    }
+    if (rc) {
+        if (opt->mem_from_file)
+            close(opt->mem_fd);
         return rc;
-    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-    if (vm->vm_fd < 0) {
-        int e = errno;
-        return err_set(-e, "/dev/kvm: KVM_CREATE_VM failed: %s", strerror(e));
     }
     /* Memory slots first: once the irqchip exists, every slot change waits
      * for an SRCU grace period (measured: 0.1 ms before, 3-5 ms after). */
-    if ((rc = setup_memory(vm, cfg->machine.mem_size_mib)))
+    if ((rc = setup_memory(vm, cfg->machine.mem_size_mib, opt, cfg->machine.track_dirty_pages)))
         return rc;
     /* Virtio devices (files, taps, queue ioeventfds) also before the irqchip. */
     if ((rc = vdev_create_all(&vm->vdevs, cfg, &vm->mem, vm->vm_fd, &vm->mmio)))
@@ -212,7 +226,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
         return rc;
     bool tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     cpuid_normalize(&vm->cpuid, cfg->machine.vcpu_count, tsc_deadline);
-    (void)opt;
 
     if ((rc = setup_devices(vm, cfg)))
         return rc;
@@ -229,7 +242,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     return 0;
 }
 
-int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt)
+int vm_load_kernel(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt)
 {
     struct cpu_template tpl;
     memset(&tpl, 0, sizeof(tpl));
@@ -265,9 +278,22 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options 
     log_info("Booting %s (%s entry at 0x%llx) with %u vCPU(s) and %llu MiB", spec.kernel_path,
              entry.proto == BOOT_PROTO_PVH ? "PVH" : "Linux 64-bit", (unsigned long long)entry.rip,
              vm->n_vcpus, (unsigned long long)cfg->machine.mem_size_mib);
-    for (unsigned i = 0; i < vm->n_vcpus; i++)
-        if ((rc = vcpu_start(&vm->vcpus[i])))
+    return 0;
+}
+
+int vm_start(struct vm *vm, bool paused)
+{
+    if (paused) {
+        /* The threads park before their first KVM_RUN; vm_resume lets them go. */
+        pthread_mutex_lock(&vm->ctl.lock);
+        vm->ctl.paused = true;
+        pthread_mutex_unlock(&vm->ctl.lock);
+    }
+    for (unsigned i = 0; i < vm->n_vcpus; i++) {
+        int rc = vcpu_start(&vm->vcpus[i]);
+        if (rc)
             return rc;
+    }
     return 0;
 }
 
@@ -379,12 +405,21 @@ int vm_finish(struct vm *vm)
 
 /* ---- pause / resume ---- */
 
+static void quiesce_devices(struct vm *vm, bool on)
+{
+    for (unsigned i = 0; i < vm->vdevs.n; i++)
+        vmmio_quiesce(&vm->vdevs.dev[i]->t, on);
+}
+
 int vm_pause(struct vm *vm)
 {
     uint64_t t0 = time_now_us();
     int rc = vcpu_ctl_pause(&vm->ctl, vm->vcpus, vm->n_vcpus);
     if (rc)
         return err_set(rc, "the microVM is shutting down");
+    /* vCPUs parked: no new kicks; finish the devices' work. */
+    quiesce_devices(vm, true);
+    serial_flush(&vm->serial); /* the console shows all the guest wrote before the pause */
     METRIC_INC(pause_count);
     atomic_store(&metrics.pause_latency_us, time_now_us() - t0);
     return 0;
@@ -393,6 +428,7 @@ int vm_pause(struct vm *vm)
 int vm_resume(struct vm *vm)
 {
     uint64_t t0 = time_now_us();
+    quiesce_devices(vm, false); /* the devices first: they serve what the guest queued */
     vcpu_ctl_resume(&vm->ctl, vm->vcpus, vm->n_vcpus);
     METRIC_INC(resume_count);
     atomic_store(&metrics.resume_latency_us, time_now_us() - t0);
@@ -409,6 +445,110 @@ int vm_ctrl_alt_del(struct vm *vm)
     return i8042_ctrl_alt_del(&vm->i8042);
 }
 
+/* ---- state for snapshots ---- */
+
+int vm_save_kvm_state(struct vm *vm, struct vm_kvm_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &s->clock) < 0)
+        return err_set(-errno, "KVM_GET_CLOCK: %s", strerror(errno));
+    for (unsigned i = 0; i < 3; i++) {
+        s->irqchip[i].chip_id = i;
+        if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &s->irqchip[i]) < 0)
+            return err_set(-errno, "KVM_GET_IRQCHIP %u: %s", i, strerror(errno));
+    }
+    if (ioctl(vm->vm_fd, KVM_GET_PIT2, &s->pit) < 0)
+        return err_set(-errno, "KVM_GET_PIT2: %s", strerror(errno));
+    return 0;
+}
+
+int vm_restore_irqchip(struct vm *vm, const struct vm_kvm_state *s)
+{
+    for (unsigned i = 0; i < 3; i++) {
+        struct kvm_irqchip chip = s->irqchip[i];
+        if (chip.chip_id != i)
+            return err_set(-EINVAL, "irqchip %u: the snapshot holds chip %u there", i,
+                           chip.chip_id);
+        if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
+            return err_set(-errno, "KVM_SET_IRQCHIP %u: %s", i, strerror(errno));
+    }
+    struct kvm_pit_state2 pit = s->pit;
+    if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
+        return err_set(-errno, "KVM_SET_PIT2: %s", strerror(errno));
+    return 0;
+}
+
+int vm_restore_clock(struct vm *vm, const struct vm_kvm_state *s, bool realtime)
+{
+    struct kvm_clock_data c = {.clock = s->clock.clock};
+    if (realtime && (s->clock.flags & KVM_CLOCK_REALTIME)) {
+        c.flags = KVM_CLOCK_REALTIME;
+        c.realtime = s->clock.realtime;
+    }
+    if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &c) < 0)
+        return err_set(-errno, "KVM_SET_CLOCK: %s", strerror(errno));
+    return 0;
+}
+
+void vm_save_legacy(struct vm *vm, struct vm_legacy_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_lock(&vm->serial.lock);
+    s->serial = vm->serial.st;
+    pthread_mutex_unlock(&vm->serial.lock);
+    pthread_mutex_lock(&vm->i8042.lock);
+    s->i8042 = vm->i8042.st;
+    pthread_mutex_unlock(&vm->i8042.lock);
+    s->boot_time_us = vm->boot_timer.boot_time_us;
+}
+
+int vm_restore_legacy(struct vm *vm, const struct vm_legacy_state *s)
+{
+    if (s->serial.rx_head >= SERIAL_FIFO_LEN || s->serial.rx_len > SERIAL_FIFO_LEN)
+        return err_set(-EINVAL, "serial: the snapshot's receive FIFO is out of range");
+    if (s->i8042.buf_head >= I8042_BUF_LEN || s->i8042.buf_len > I8042_BUF_LEN)
+        return err_set(-EINVAL, "i8042: the snapshot's output buffer is out of range");
+    pthread_mutex_lock(&vm->serial.lock);
+    vm->serial.st = s->serial;
+    pthread_mutex_unlock(&vm->serial.lock);
+    pthread_mutex_lock(&vm->i8042.lock);
+    vm->i8042.st = s->i8042;
+    pthread_mutex_unlock(&vm->i8042.lock);
+    vm->boot_timer.boot_time_us = s->boot_time_us;
+    return 0;
+}
+
+int vm_take_dirty(struct vm *vm, uint64_t *bits, uint64_t words)
+{
+    if (!vm->track_dirty)
+        return err_set(-EINVAL, "dirty pages are not tracked (machine-config.track_dirty_pages "
+                                "or the snapshot load's track_dirty_pages)");
+    uint64_t off = 0; /* mapping offset of the slot, in pages */
+    for (int i = 0; i < gm_region_count(&vm->mem); i++) {
+        struct gm_region r = gm_region(&vm->mem, i);
+        uint64_t pages = r.size / GM_PAGE, n = (pages + 63) / 64;
+        uint64_t *slot = calloc(n ? n : 1, sizeof(uint64_t));
+        if (!slot)
+            return err_set(-ENOMEM, "dirty log: out of memory");
+        struct kvm_dirty_log log = {.slot = (uint32_t)i, .dirty_bitmap = slot};
+        if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+            int e = errno;
+            free(slot);
+            return err_set(-e, "KVM_GET_DIRTY_LOG slot %d: %s", i, strerror(e));
+        }
+        for (uint64_t p = 0; p < pages; p++)
+            if (slot[p / 64] & (1ull << (p % 64))) {
+                uint64_t q = off + p;
+                if (q / 64 < words)
+                    bits[q / 64] |= 1ull << (q % 64);
+            }
+        free(slot);
+        off += pages;
+    }
+    gm_take_dirty(&vm->mem, bits, words);
+    return 0;
+}
+
 void vm_destroy(struct vm *vm)
 {
     vcpu_ctl_stop(&vm->ctl, vm->vcpus, vm->n_vcpus);
@@ -423,6 +563,10 @@ void vm_destroy(struct vm *vm)
     if (vm->i8042_irq >= 0)
         close(vm->i8042_irq);
     guest_mem_free(&vm->mem);
+    if (vm->uffd >= 0)
+        close(vm->uffd);
+    if (vm->uffd_sock >= 0)
+        close(vm->uffd_sock);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     if (vm->kvm_fd >= 0)

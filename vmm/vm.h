@@ -2,9 +2,15 @@
  * devices, vCPUs.
  *
  * vm_create() checks /dev/kvm and builds the VM (memory, devices, irqchip,
- * PIT, vCPUs); vm_boot() loads the kernel and starts the vCPU threads;
- * vm_attach() puts its fds on the main loop; vm_finish() stops the vCPUs and
- * returns the process exit status (vcpu.h's table).
+ * PIT, vCPUs); vm_load_kernel() loads a kernel and sets up the vCPUs for its
+ * entry (a snapshot restore sets them from the snapshot instead, vmm/snapshot.h);
+ * vm_attach() puts its fds on the main loop; vm_start() starts the vCPU
+ * threads; vm_finish() stops them and returns the process exit status
+ * (vcpu.h's table).
+ *
+ * A pause parks the vCPUs, then quiesces every device: what is in flight
+ * completes, held chains go back to their rings, and nothing writes guest
+ * memory until the resume. A paused VM's state can be saved (vm_save_*).
  */
 #ifndef EMBER_VM_H
 #define EMBER_VM_H
@@ -27,6 +33,10 @@
 struct vm_options {
     enum boot_protocol boot_proto; /* forced entry protocol, AUTO by default */
     const char *cpu_template_path; /* NULL: none */
+    /* Guest RAM: anonymous (false), or the memory file mem_fd mapped
+     * MAP_PRIVATE (a restore; vm_create takes the fd, even on failure). */
+    bool mem_from_file;
+    int mem_fd;
 };
 
 struct vm {
@@ -37,6 +47,8 @@ struct vm {
     struct bus pio;
     struct bus mmio;
     struct cpuid_table cpuid; /* normalized, before per-vCPU fix-ups */
+    bool track_dirty;         /* KVM_MEM_LOG_DIRTY_PAGES on every slot */
+    int uffd, uffd_sock;      /* a Uffd restore: guest RAM's userfaultfd, the handler's socket */
 
     struct serial serial;
     struct i8042 i8042;
@@ -56,7 +68,12 @@ struct vm {
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
-int vm_boot(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
+/* Load cfg's kernel (and initrd, command line) into guest RAM and set every
+ * vCPU up for its entry. */
+int vm_load_kernel(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt);
+/* Start the vCPU threads; `paused`: they park before their first KVM_RUN and
+ * the devices stay quiesced (a restore without resume_vm) until vm_resume. */
+int vm_start(struct vm *vm, bool paused);
 /* Register the VM's fds (exit, console, devices) with the caller's loop, run it
  * until vm_exited(), then vm_finish() stops the vCPUs and returns the status. */
 int vm_attach(struct vm *vm, struct evloop *ev);
@@ -69,6 +86,33 @@ void vm_destroy(struct vm *vm);
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+/* What KVM keeps for the whole VM: kvmclock, the PIC pair and IOAPIC, the PIT. */
+struct vm_kvm_state {
+    struct kvm_clock_data clock;
+    struct kvm_irqchip irqchip[3]; /* KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC */
+    struct kvm_pit_state2 pit;
+};
+/* The legacy devices' guest-visible state. */
+struct vm_legacy_state {
+    struct serial_state serial;
+    struct i8042_state i8042;
+    uint64_t boot_time_us; /* the boot timer fired (0: not yet) */
+};
+/* Paused VM: read them. */
+int vm_save_kvm_state(struct vm *vm, struct vm_kvm_state *s);
+void vm_save_legacy(struct vm *vm, struct vm_legacy_state *s);
+/* Into a VM just built: the irqchip and PIT (before the vCPUs' own state), and
+ * kvmclock (after it; `realtime`: advanced by the wall-clock time since the
+ * save, KVM_CLOCK_REALTIME); -EINVAL naming the piece if it does not fit. */
+int vm_restore_irqchip(struct vm *vm, const struct vm_kvm_state *s);
+int vm_restore_clock(struct vm *vm, const struct vm_kvm_state *s, bool realtime);
+int vm_restore_legacy(struct vm *vm, const struct vm_legacy_state *s);
+/* With machine-config.track_dirty_pages (KVM's dirty log on every RAM slot,
+ * and the VMM's own writes): the pages written since the last call (or since tracking began): KVM's dirty
+ * log OR the VMM's writes, one bit per 4 KiB page by offset into the mapping
+ * (words = (mem size / 4096 + 63) / 64). Clears both. */
+int vm_take_dirty(struct vm *vm, uint64_t *bits, uint64_t words);
+
 /* Queue Ctrl-Alt-Del on the i8042 (-ENOSPC: its buffer is full). */
 int vm_ctrl_alt_del(struct vm *vm);
 

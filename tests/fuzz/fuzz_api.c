@@ -45,7 +45,19 @@ static int keep_logger(void *vmm, const struct vm_config *cfg)
     (void)vmm, (void)cfg;
     return 0; /* the fuzzer's own stderr stays as it is */
 }
+static int no_create(void *vmm, const struct vm_config *cfg, const struct snapshot_create_params *p)
+{
+    (void)cfg, (void)p;
+    return refuse(vmm);
+}
+static int no_load(void *vmm, struct vm_config *cfg, const struct snapshot_load_params *p)
+{
+    (void)cfg, (void)p;
+    return refuse(vmm);
+}
 static const struct api_vm_ops fuzz_ops = {
+    .create_snapshot = no_create,
+    .load_snapshot = no_load,
     .start = no_start,
     .pause = refuse,
     .resume = refuse,

@@ -176,3 +176,21 @@ int config_validate(const struct vm_config *cfg)
         return err_set(-EINVAL, "metrics.metrics_path: missing required field");
     return 0;
 }
+
+void config_snapshot_create_free(struct snapshot_create_params *p)
+{
+    free(p->snapshot_path);
+    free(p->mem_file_path);
+    memset(p, 0, sizeof(*p));
+}
+
+void config_snapshot_load_free(struct snapshot_load_params *p)
+{
+    free(p->snapshot_path);
+    free(p->backend_path);
+    for (int i = 0; i < p->n_overrides; i++) {
+        free(p->overrides[i].iface_id);
+        free(p->overrides[i].host_dev_name);
+    }
+    memset(p, 0, sizeof(*p));
+}

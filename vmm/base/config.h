@@ -153,4 +153,28 @@ bool config_id_valid(const char *id);
  * The per-field rules are checked by the parsers in api/config_json.h. */
 int config_validate(const struct vm_config *cfg);
 
+/* PUT /snapshot/create and PUT /snapshot/load (Firecracker's SnapshotCreateParams and
+ * SnapshotLoadParams), validated by api/config_json.c; the strings are malloc'ed and
+ * freed with config_snapshot_*_free. */
+enum snapshot_type { SNAPSHOT_FULL = 0, SNAPSHOT_DIFF };
+struct snapshot_create_params {
+    enum snapshot_type type;
+    char *snapshot_path, *mem_file_path;
+};
+
+enum mem_backend { MEM_BACKEND_FILE = 0, MEM_BACKEND_UFFD };
+struct net_override {
+    char *iface_id, *host_dev_name;
+};
+struct snapshot_load_params {
+    char *snapshot_path;
+    enum mem_backend backend;
+    char *backend_path; /* the memory file, or the page-fault handler's socket */
+    bool track_dirty_pages, resume_vm, clock_realtime;
+    int n_overrides;
+    struct net_override overrides[CONFIG_MAX_NETS];
+};
+void config_snapshot_create_free(struct snapshot_create_params *p);
+void config_snapshot_load_free(struct snapshot_load_params *p);
+
 #endif

@@ -4,8 +4,11 @@
 #include "err.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end)
 {
@@ -30,10 +33,72 @@ int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint
     return 0;
 }
 
+int guest_mem_map_file(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
+                       int fd)
+{
+    memset(gm, 0, sizeof(*gm));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return err_set(-EINVAL, "memory file: not a regular file");
+    if ((uint64_t)st.st_size != size)
+        return err_set(-EINVAL, "memory file: %llu bytes, the snapshot's guest has %llu",
+                       (unsigned long long)st.st_size, (unsigned long long)size);
+    if (size == 0 || (size & 0xfff) || gap_start == 0 || (gap_start & 0xfff) || gap_end < gap_start)
+        return err_set(-EINVAL, "memory file: bad size or MMIO gap");
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED)
+        return err_set(-errno, "memory file: cannot map %llu MiB: %s",
+                       (unsigned long long)(size >> 20), strerror(errno));
+    gm->host = p;
+    gm->size = size;
+    gm->low_size = size < gap_start ? size : gap_start;
+    gm->high_gpa = gap_end;
+    gm->file_backed = true;
+    gm->file_fd = fd;
+    return 0;
+}
+
+int gm_track_dirty(struct guest_mem *gm)
+{
+    if (gm->dirty)
+        return 0;
+    uint64_t words = (gm->size / GM_PAGE + 63) / 64;
+    gm->dirty = calloc(words ? words : 1, sizeof(uint64_t));
+    return gm->dirty ? 0 : err_set(-ENOMEM, "dirty page tracking: out of memory");
+}
+
+void gm_mark_dirty(const struct guest_mem *gm, const void *host, uint64_t len)
+{
+    if (!gm->dirty || !len)
+        return;
+    const uint8_t *h = host;
+    if (h < gm->host || h >= gm->host + gm->size)
+        return;
+    uint64_t first = (uint64_t)(h - gm->host) / GM_PAGE;
+    uint64_t end = (uint64_t)(h - gm->host) + len;
+    if (end > gm->size)
+        end = gm->size;
+    uint64_t last = (end - 1) / GM_PAGE;
+    for (uint64_t pg = first; pg <= last; pg++)
+        __atomic_fetch_or(&gm->dirty[pg / 64], 1ull << (pg % 64), __ATOMIC_RELAXED);
+}
+
+void gm_take_dirty(struct guest_mem *gm, uint64_t *out, uint64_t words)
+{
+    if (!gm->dirty)
+        return;
+    uint64_t have = (gm->size / GM_PAGE + 63) / 64;
+    for (uint64_t i = 0; i < words && i < have; i++)
+        out[i] |= __atomic_exchange_n(&gm->dirty[i], 0, __ATOMIC_RELAXED);
+}
+
 void guest_mem_free(struct guest_mem *gm)
 {
     if (gm->host)
         munmap(gm->host, gm->size);
+    if (gm->file_backed)
+        close(gm->file_fd);
+    free(gm->dirty);
     memset(gm, 0, sizeof(*gm));
 }
 

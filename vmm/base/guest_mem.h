@@ -8,10 +8,17 @@
  *   region 1: gpa [gap_end, gap_end + high)    -> host[low_size, size)
  * Every guest address the VMM touches goes through gm_ptr(), which refuses any
  * range not wholly inside one region (overflow-safe).
+ *
+ * A restored VM maps a memory file instead (guest_mem_map_file): MAP_PRIVATE,
+ * so every VM restored from one file shares its pages copy-on-write and pays
+ * only for what it writes. Dirty tracking (gm_track_dirty) records the pages
+ * the VMM itself writes (used rings, buffers the devices fill): KVM's dirty log
+ * sees only the guest's own writes, and a diff snapshot needs both.
  */
 #ifndef EMBER_GUEST_MEM_H
 #define EMBER_GUEST_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,7 +27,12 @@ struct guest_mem {
     uint64_t size;     /* total RAM bytes */
     uint64_t low_size; /* bytes below the MMIO gap */
     uint64_t high_gpa; /* where the rest starts: the gap's end */
+    bool file_backed;  /* guest_mem_map_file: file_fd is the memory file, closed with gm */
+    int file_fd;
+    uint64_t *dirty;   /* one bit per 4 KiB page the VMM wrote, or NULL */
 };
+
+#define GM_PAGE 4096u
 
 struct gm_region {
     uint64_t gpa;
@@ -31,7 +43,20 @@ struct gm_region {
 /* Map `size` bytes (a multiple of 4 KiB, > 0) of lazily-allocated RAM around
  * the MMIO gap [gap_start, gap_end) (page-aligned, gap_start > 0). */
 int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end);
+/* The same layout over the memory file `fd` (exactly `size` bytes), mapped
+ * MAP_PRIVATE: reads see the file, writes stay private. gm takes the fd. */
+int guest_mem_map_file(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
+                       int fd);
 void guest_mem_free(struct guest_mem *gm);
+
+/* Start recording the pages the VMM writes (the bitmap covers the mapping). */
+int gm_track_dirty(struct guest_mem *gm);
+/* Host bytes [host, host+len) inside the mapping were written by the VMM
+ * (no-op without tracking; any thread). */
+void gm_mark_dirty(const struct guest_mem *gm, const void *host, uint64_t len);
+/* Copy the VMM's dirty bits (words of 64 pages, by mapping offset) into out,
+ * OR-ing them, and clear them. `words` = (size / GM_PAGE + 63) / 64. */
+void gm_take_dirty(struct guest_mem *gm, uint64_t *out, uint64_t words);
 
 /* Number of RAM regions (1 or 2) and each region's placement. */
 int gm_region_count(const struct guest_mem *gm);

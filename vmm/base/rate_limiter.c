@@ -221,3 +221,40 @@ void rl_timer_expired(struct rl *r)
     }
     r->timer_armed = false;
 }
+
+void rl_save(const struct rl *r, struct rl_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    uint64_t now = now_ns();
+    for (int k = 0; k < 2; k++) {
+        const struct tbucket *b = &r->bucket[k];
+        s->bucket[k].budget = b->budget;
+        s->bucket[k].burst_left = b->burst_left;
+        s->bucket[k].since_update_ns = (int64_t)(now - b->last_update_ns);
+    }
+    if (r->timer_armed && r->timer_fd >= 0) {
+        struct itimerspec its;
+        if (timerfd_gettime(r->timer_fd, &its) == 0)
+            s->timer_left_ns = (uint64_t)its.it_value.tv_sec * 1000000000ull +
+                               (uint64_t)its.it_value.tv_nsec;
+        if (!s->timer_left_ns)
+            s->timer_left_ns = 1; /* fired, not yet handled: due now */
+    }
+}
+
+void rl_restore(struct rl *r, const struct rl_state *s)
+{
+    uint64_t now = now_ns();
+    for (int k = 0; k < 2; k++) {
+        struct tbucket *b = &r->bucket[k];
+        if (!b->active)
+            continue;
+        b->budget = s->bucket[k].budget < b->size ? s->bucket[k].budget : b->size;
+        b->burst_left = s->bucket[k].burst_left < b->one_time_burst ? s->bucket[k].burst_left
+                                                                    : b->one_time_burst;
+        b->last_update_ns = now - (uint64_t)s->bucket[k].since_update_ns;
+    }
+    timer_disarm(r);
+    if (s->timer_left_ns)
+        timer_arm(r, s->timer_left_ns);
+}

@@ -57,4 +57,18 @@ bool rl_is_blocked(const struct rl *r);
 /* Main loop: the timer fired; drain it and clear the blocked state. */
 void rl_timer_expired(struct rl *r);
 
+/* A limiter as a snapshot keeps it: each bucket's tokens, and the times
+ * relative to the moment of saving (a restored limiter goes on where it was,
+ * whatever the clock reads then). The sizes come from the configuration. */
+struct rl_state {
+    struct {
+        uint64_t budget, burst_left;
+        int64_t since_update_ns; /* now - last_update (negative: a debt still to pay) */
+    } bucket[2];
+    uint64_t timer_left_ns; /* 0: not blocked */
+};
+void rl_save(const struct rl *r, struct rl_state *s);
+/* Into a limiter built from the same configuration (rl_init). */
+void rl_restore(struct rl *r, const struct rl_state *s);
+
 #endif

@@ -1,0 +1,429 @@
+"""test_snapshot.py - snapshots through the API, as Firecracker's clients drive them: a guest that
+counts and writes a disk is paused, snapshotted, killed and restored in a new process (the count
+goes on with nothing lost or repeated, every record is on disk); Full then Diff; the Uffd backend
+with tools/uffd_handler; bad, foreign and truncated files refused with the process left as it
+was; and 100 clones of one snapshot at once, each on its own tap and its own disk copy."""
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import time
+import uuid
+
+from harness import check, test, wait_until
+from test_virtio_blk import pattern
+
+SEED = 0x5eed
+
+
+class Vmm:
+    """An `ember --api-sock` process in the test's scratch directory (console and log in files),
+    optionally after a command prefix (a namespace)."""
+
+    def __init__(self, ctx, name, prefix=(), args=("--level", "Debug")):
+        self.ctx = ctx
+        self.sock = os.path.join(ctx.workdir, name + ".sock")
+        self.out_path = os.path.join(ctx.workdir, name + ".out")
+        self.err_path = os.path.join(ctx.workdir, name + ".err")
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(list(prefix) + [ctx.ember, "--api-sock", self.sock] + list(args),
+                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err)
+        wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10,
+                   "the API socket " + self.sock)
+        check(os.path.exists(self.sock), "ember %s exited at start:\n%s" % (name, self.log()))
+
+    def console(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def curl(self, method, path, body=None, timeout=60):
+        cmd = ["curl", "-s", "--max-time", str(timeout), "--unix-socket", self.sock, "-X", method,
+               "-w", "\n%{http_code}", "http://localhost" + path]
+        if body is not None:
+            cmd += ["-H", "Content-Type: application/json", "-d",
+                    body if isinstance(body, str) else json.dumps(body)]
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 5)
+        text, _, code = p.stdout.decode().rpartition("\n")
+        return int(code or 0), (json.loads(text) if text.strip() else None)
+
+    def ok(self, method, path, body=None):
+        code, reply = self.curl(method, path, body)
+        check(code == 204, "%s %s: %d %r\n%s" % (method, path, code, reply, self.log()[-3000:]))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self.out.close()
+        self.err.close()
+
+
+def boot_api(vm, kernel, args, drives=(), nets=(), mem_mib=128, track=False):
+    vm.ok("PUT", "/boot-source", {"kernel_image_path": kernel, "boot_args": args})
+    vm.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": mem_mib,
+                                     "track_dirty_pages": track})
+    for d in drives:
+        vm.ok("PUT", "/drives/" + d["drive_id"], d)
+    for n in nets:
+        vm.ok("PUT", "/network-interfaces/" + n["iface_id"], n)
+    vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+
+
+def numbers(text, key):
+    return [int(x) for x in re.findall(r"^%s: (\d+)\r?$" % key, text, re.M)]
+
+
+def wait_number(vm, key, at_least, timeout):
+    wait_until(lambda: (numbers(vm.console(), key) or [-1])[-1] >= at_least or
+               vm.proc.poll() is not None, timeout, "%s >= %d on the console" % (key, at_least))
+    check(vm.proc.poll() is None, "ember exited:\n%s\n%s" % (vm.console()[-2000:], vm.log()[-2000:]))
+
+
+def snapshot(vm, name, kind="Full"):
+    snap = os.path.join(vm.ctx.workdir, name + ".snap")
+    mem = os.path.join(vm.ctx.workdir, name + ".mem")
+    vm.ok("PUT", "/snapshot/create", {"snapshot_type": kind, "snapshot_path": snap,
+                                      "mem_file_path": mem})
+    return snap, mem
+
+
+def load(vm, snap, mem, backend="File", resume=True, **extra):
+    body = {"snapshot_path": snap, "mem_backend": {"backend_type": backend, "backend_path": mem},
+            "resume_vm": resume}
+    body.update(extra)
+    vm.ok("PUT", "/snapshot/load", body)
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def blk_drive(path, drive_id="d0"):
+    return {"drive_id": drive_id, "path_on_host": path, "is_root_device": False,
+            "is_read_only": False}
+
+
+def contiguous(seq, what):
+    check(seq and seq == list(range(seq[0], seq[0] + len(seq))),
+          "%s: not one run without gaps or repeats: %s" % (what, seq[:10] + ["..."] + seq[-10:]))
+
+
+@test("fast", timeout=400)
+def test_snapshot_counter_and_disk_continue(ctx):
+    """blk-durable: record k written and flushed, then `durable: k`. Snapshot mid-run, kill the
+    VMM, restore in a new one: the numbers go on (the two consoles together are one run), and
+    every record either process reported is on the disk."""
+    disk = os.path.join(ctx.workdir, "disk.img")
+    with open(disk, "wb") as f:
+        f.truncate(16 << 20)
+    a = Vmm(ctx, "a")
+    boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 blk-durable=0,%d" % SEED,
+             drives=[blk_drive(disk)])
+    wait_number(a, "durable", 100, 120)
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap, mem = snapshot(a, "s")
+    before = a.console()
+    a.kill()
+    size = os.path.getsize(mem)
+    check(size == 128 << 20, "memory file is %d bytes, want 128 MiB" % size)
+    check(allocated(mem) < 16 << 20, "memory file not sparse: %d bytes allocated" % allocated(mem))
+
+    desc = subprocess.run([ctx.ember, "--describe-snapshot", snap], capture_output=True, text=True,
+                          timeout=10)
+    check(desc.returncode == 0 and "vcpus: 1" in desc.stdout and "drives/d0" in desc.stdout,
+          "--describe-snapshot: %s %s" % (desc.stdout, desc.stderr))
+
+    b = Vmm(ctx, "b")
+    code, root = b.curl("GET", "/")
+    check(code == 200 and root["state"] == "Not started", "fresh process: %r" % root)
+    load(b, snap, mem)
+    code, root = b.curl("GET", "/")
+    check(code == 200 and root["state"] == "Running", "after the load: %d %r" % (code, root))
+    code, cfg = b.curl("GET", "/vm/config")
+    check(code == 200 and cfg["machine-config"]["mem_size_mib"] == 128 and
+          [d["drive_id"] for d in cfg["drives"]] == ["d0"] and
+          cfg["drives"][0]["path_on_host"] == disk, "GET /vm/config after the load: %r" % cfg)
+    last_a = numbers(before, "durable")[-1]
+    wait_number(b, "durable", last_a + 200, 180)
+    b.ok("PATCH", "/vm", {"state": "Paused"})
+    after = b.console()
+    b.kill()
+    seq = numbers(before + after, "durable")
+    contiguous(seq, "durable records across the restore")
+    check(seq[0] == 0 and numbers(after, "durable"), "records: %s" % seq[:5])
+    with open(disk, "rb") as f:
+        data = f.read((seq[-1] + 1) * 512)
+    for k in seq:
+        got = data[k * 512:(k + 1) * 512]
+        check(got == pattern(k, 1, SEED), "record %d on disk is wrong" % k)
+    check(re.search(r"snapshot loaded in \d+ us", b.log()), "no load time in the log:\n" + b.log())
+
+
+@test("fast", timeout=400)
+def test_snapshot_full_then_diff(ctx):
+    """track_dirty_pages: a Full snapshot, the guest goes on, a Diff snapshot holds only what
+    changed; the Diff laid over the Full (tools' rebase-snap) restores the later state."""
+    a = Vmm(ctx, "a")
+    boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0", track=True)
+    wait_number(a, "counter", 20, 120)
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap1, mem1 = snapshot(a, "full")
+    a.ok("PATCH", "/vm", {"state": "Resumed"})
+    first = numbers(a.console(), "counter")[-1]
+    wait_number(a, "counter", first + 50, 120)
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap2, mem2 = snapshot(a, "diff", "Diff")
+    before = a.console()
+    a.kill()
+    check(os.path.getsize(mem2) == 128 << 20, "diff file size %d" % os.path.getsize(mem2))
+    check(0 < allocated(mem2) < allocated(mem1),
+          "diff holds %d bytes, the full %d" % (allocated(mem2), allocated(mem1)))
+
+    merged = os.path.join(ctx.workdir, "merged.mem")
+    shutil.copyfile(mem1, merged)
+    tool = os.path.join(os.path.dirname(ctx.ember), "rebase-snap")
+    r = subprocess.run([tool, "--base-file", merged, "--diff-file", mem2], capture_output=True,
+                       text=True, timeout=60)
+    check(r.returncode == 0, "rebase-snap: %s %s" % (r.stdout, r.stderr))
+    b = Vmm(ctx, "b")
+    load(b, snap2, merged)
+    last = numbers(before, "counter")[-1]
+    wait_number(b, "counter", last + 20, 120)
+    b.kill()
+    contiguous(numbers(before + b.console(), "counter"), "counter across Full, Diff and restore")
+
+    # A Diff needs dirty tracking.
+    c = Vmm(ctx, "c")
+    boot_api(c, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0")
+    c.ok("PATCH", "/vm", {"state": "Paused"})
+    code, reply = c.curl("PUT", "/snapshot/create", {
+        "snapshot_type": "Diff", "snapshot_path": os.path.join(ctx.workdir, "x.snap"),
+        "mem_file_path": os.path.join(ctx.workdir, "x.mem")})
+    check(code == 400 and "track_dirty_pages" in reply["fault_message"],
+          "Diff without tracking: %d %r" % (code, reply))
+    check(not os.path.exists(os.path.join(ctx.workdir, "x.snap")), "a refused Diff left a file")
+    c.kill()
+
+
+def no_vm_built(vm):
+    """True if the process has no vCPU thread and no KVM fd (nothing half-built)."""
+    pid = vm.proc.pid
+    threads = len(os.listdir("/proc/%d/task" % pid))
+    fds = [os.readlink("/proc/%d/fd/%s" % (pid, f)) for f in os.listdir("/proc/%d/fd" % pid)]
+    return threads == 1 and not any("kvm" in f for f in fds)
+
+
+@test("fast", timeout=400)
+def test_snapshot_refused(ctx):
+    """Wrong state, missing, corrupt, truncated, foreign, other-version files and a memory file
+    of the wrong size get 400 with a fault_message naming the problem; the process stays as it
+    was (no VM, no thread) and a good load afterwards works."""
+    a = Vmm(ctx, "a")
+    code, reply = a.curl("PUT", "/snapshot/create", {
+        "snapshot_path": os.path.join(ctx.workdir, "n.snap"),
+        "mem_file_path": os.path.join(ctx.workdir, "n.mem")})
+    check(code == 400 and "paused" in reply["fault_message"], "create before boot: %r" % reply)
+    boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0")
+    wait_number(a, "counter", 3, 60)
+    code, reply = a.curl("PUT", "/snapshot/create", {
+        "snapshot_path": os.path.join(ctx.workdir, "n.snap"),
+        "mem_file_path": os.path.join(ctx.workdir, "n.mem")})
+    check(code == 400 and "paused" in reply["fault_message"], "create while running: %r" % reply)
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap, mem = snapshot(a, "good")
+    code, reply = a.curl("PUT", "/snapshot/load", {"snapshot_path": snap, "mem_file_path": mem})
+    check(code == 400 and "before" in reply["fault_message"], "load when started: %r" % reply)
+    a.kill()
+    raw = open(snap, "rb").read()
+
+    def variant(name, data):
+        p = os.path.join(ctx.workdir, name)
+        with open(p, "wb") as f:
+            f.write(data)
+        return p
+
+    corrupt = bytearray(raw)
+    corrupt[len(raw) // 2] ^= 0x40
+    other = bytearray(raw)
+    other[8:12] = struct.pack("<I", 99)
+    short_mem = os.path.join(ctx.workdir, "short.mem")
+    with open(short_mem, "wb") as f:
+        f.truncate(64 << 20)
+    cases = [
+        ("missing", os.path.join(ctx.workdir, "nope.snap"), mem, "No such file"),
+        ("corrupt", variant("corrupt.snap", bytes(corrupt)), mem, "checksum"),
+        ("truncated", variant("trunc.snap", raw[:len(raw) - 100]), mem, "truncated"),
+        ("header only", variant("hdr.snap", raw[:40]), mem, "truncated"),
+        ("foreign", variant("foreign.snap", b"\x7fELF" + raw[4:]), mem, "not an Ember snapshot"),
+        ("other version", variant("v99.snap", bytes(other)), mem, "version 99"),
+        ("memory too small", snap, short_mem, "bytes, but the snapshot"),
+        ("memory missing", snap, os.path.join(ctx.workdir, "nope.mem"), "No such file"),
+    ]
+    b = Vmm(ctx, "b")
+    for what, s, m, want in cases:
+        code, reply = b.curl("PUT", "/snapshot/load", {
+            "snapshot_path": s, "mem_backend": {"backend_type": "File", "backend_path": m}})
+        check(code == 400 and want in reply.get("fault_message", ""),
+              "%s: %d %r (want %r)" % (what, code, reply, want))
+        check(b.curl("GET", "/")[1]["state"] == "Not started", "%s: state changed" % what)
+        check(no_vm_built(b), "%s: a VM was left half-built" % what)
+    for body, want in [({"snapshot_path": snap}, "mem_backend"),
+                       ({"snapshot_path": snap, "mem_file_path": mem,
+                         "mem_backend": {"backend_type": "File", "backend_path": mem}}, "not both"),
+                       ({"snapshot_path": snap, "mem_backend": {"backend_type": "Ram",
+                                                               "backend_path": mem}}, "Uffd"),
+                       ({"snapshot_path": snap, "mem_file_path": mem, "bogus": 1}, "unknown field"),
+                       ({"snapshot_path": snap, "mem_file_path": mem,
+                         "vsock_override": {"uds_path": "/x"}}, "vsock"),
+                       ({"snapshot_path": snap, "mem_file_path": mem,
+                         "network_overrides": [{"iface_id": "eth9", "host_dev_name": "tap9"}]},
+                        "no interface")]:
+        code, reply = b.curl("PUT", "/snapshot/load", body)
+        check(code == 400 and want in reply.get("fault_message", ""),
+              "%r: %d %r (want %r)" % (body, code, reply, want))
+        check(no_vm_built(b), "%r: a VM was left half-built" % body)
+    # After all that, the same process still loads the good snapshot.
+    b.ok("PUT", "/snapshot/load", {"snapshot_path": snap, "mem_file_path": mem,
+                                   "resume_vm": True})
+    last = numbers(a.console(), "counter")[-1]
+    wait_number(b, "counter", last + 3, 60)
+    b.kill()
+    # A configured process may not load.
+    c = Vmm(ctx, "c")
+    c.ok("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64})
+    code, reply = c.curl("PUT", "/snapshot/load", {"snapshot_path": snap, "mem_file_path": mem})
+    check(code == 400 and "after configuring" in reply["fault_message"],
+          "load after configuration: %d %r" % (code, reply))
+    c.kill()
+
+
+@test("fast", timeout=300)
+def test_snapshot_uffd_backend(ctx):
+    """mem_backend Uffd: Ember sends the userfaultfd and the region layout to
+    tools/uffd_handler, which serves every page from the memory file; the guest goes on."""
+    a = Vmm(ctx, "a")
+    boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0")
+    wait_number(a, "counter", 10, 60)
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap, mem = snapshot(a, "u")
+    before = a.console()
+    a.kill()
+    sock = os.path.join(ctx.workdir, "uffd.sock")
+    tool = os.path.join(os.path.dirname(ctx.ember), "uffd_handler")
+    h = subprocess.Popen([tool, sock, mem], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: os.path.exists(sock) or h.poll() is not None, 10, "the handler socket")
+        b = Vmm(ctx, "b")
+        load(b, snap, sock, backend="Uffd")
+        wait_number(b, "counter", numbers(before, "counter")[-1] + 20, 60)
+        b.kill()
+        out, err = h.communicate(timeout=10)
+    finally:
+        if h.poll() is None:
+            h.kill()
+            h.wait()
+    served = re.search(rb"done, (\d+) page", out)
+    check(h.returncode == 0 and served and int(served.group(1)) > 0,
+          "uffd_handler: rc %s %r %r" % (h.returncode, out, err))
+    contiguous(numbers(before + b.console(), "counter"), "counter across a Uffd restore")
+
+
+GUEST_MAC = "06:00:ac:10:00:02"
+GUEST_IP, HOST_IP = "172.16.0.2", "172.16.0.1"
+
+
+def netns(name, tap="tap0"):
+    for cmd in (["ip", "netns", "add", name],
+                ["ip", "-n", name, "tuntap", "add", "dev", tap, "mode", "tap"],
+                ["ip", "-n", name, "addr", "add", HOST_IP + "/24", "dev", tap],
+                ["ip", "-n", name, "link", "set", tap, "up"],
+                ["ip", "-n", name, "link", "set", "lo", "up"]):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+
+ECHO_CLIENT = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+msg = sys.argv[1].encode()
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    s.sendto(msg, ("%s", 7))
+    try:
+        data, _ = s.recvfrom(2048)
+        if data == msg:
+            print("echo-ok"); sys.exit(0)
+    except socket.timeout:
+        pass
+print("echo-timeout"); sys.exit(1)
+""" % GUEST_IP
+
+
+@test("fast", timeout=1500)
+def test_snapshot_100_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "100"))):
+    """One snapshot of a guest serving UDP echo with a drive, 100 clones at once: each in its own
+    network namespace with its own tap (network_overrides) and its own copy of the disk (a mount
+    namespace binds it over the saved path). Each echoes its own message and writes it to its
+    own disk; no clone sees another's."""
+    disk = os.path.join(ctx.workdir, "disk.img")
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    base_ns = "ember-snap-" + uuid.uuid4().hex[:6]
+    names = [base_ns + "-%d" % i for i in range(n + 1)]
+    vms = []
+    try:
+        netns(names[n])
+        a = Vmm(ctx, "a", prefix=["ip", "netns", "exec", names[n]])
+        boot_api(a, ctx.guest("guest-pvh.elf"),
+                 "quiet smp=0 net-ip=%s net-echo=7 net-timeout=100000" % GUEST_IP,
+                 drives=[blk_drive(disk)],
+                 nets=[{"iface_id": "n0", "host_dev_name": "tap0", "guest_mac": GUEST_MAC}])
+        wait_until(lambda: "net0: ready" in a.console(), 60, "the guest's network")
+        a.ok("PATCH", "/vm", {"state": "Paused"})
+        snap, mem = snapshot(a, "clone")
+        a.kill()
+        for i in range(n):
+            netns(names[i], "tapc%d" % i)
+            own = os.path.join(ctx.workdir, "disk-%d.img" % i)
+            shutil.copyfile(disk, own)
+            # The clone's own disk appears at the saved path in its mount namespace.
+            prefix = ["ip", "netns", "exec", names[i], "unshare", "-m", "--propagation", "private",
+                      "sh", "-c", 'mount --bind "$0" "$1" && exec "$@"', own, disk]
+            vms.append(Vmm(ctx, "c%d" % i, prefix=prefix, args=()))
+        t0 = time.monotonic()
+        for i, vm in enumerate(vms):
+            load(vm, snap, mem, network_overrides=[{"iface_id": "n0",
+                                                    "host_dev_name": "tapc%d" % i}])
+        load_s = time.monotonic() - t0
+        clients = [subprocess.Popen(["ip", "netns", "exec", names[i], "python3", "-c",
+                                     ECHO_CLIENT, "disk:clone-%d" % i, "600"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                   for i in range(n)]
+        bad = []
+        for i, c in enumerate(clients):
+            out, err = c.communicate(timeout=700)
+            if c.returncode != 0 or b"echo-ok" not in out:
+                bad.append((i, out, err[-200:]))
+        check(not bad, "%d of %d clones did not echo: %r" % (len(bad), n, bad[:3]))
+        for i, vm in enumerate(vms):
+            check(vm.proc.poll() is None, "clone %d exited:\n%s" % (i, vm.log()[-1500:]))
+            vm.ok("PATCH", "/vm", {"state": "Paused"})  # the disk write is flushed by now
+        for i in range(n):
+            with open(os.path.join(ctx.workdir, "disk-%d.img" % i), "rb") as f:
+                head = f.read(512).rstrip(b"\0")
+            check(head == b"disk:clone-%d" % i, "clone %d's disk holds %r" % (i, head[:40]))
+        with open(disk, "rb") as f:
+            check(f.read(512) == b"\0" * 512, "the saved disk was written by a clone")
+        print("     (%d clones loaded in %.1f s, all echoed their own message)" % (n, load_s))
+    finally:
+        for vm in vms:
+            vm.kill()
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
