@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""bench_snapshot.py - snapshot create and restore under Ember, next to a cold boot of the same
+guest and to QEMU microvm restoring it from a file (migrate to a file, then -incoming), all in
+one run; then host memory for N clones of one snapshot next to N cold boots.
+
+  bench_snapshot.py --ember build/ember --guest-dir build/guest [-n 10] [--clones 1,10,100]
+                    [--json FILE] [--png FILE] [--qemu qemu-system-x86_64]
+
+The guest is the test guest with `counter=0` (1 vCPU, 128 MiB): it prints `counter: i` about
+every 10 ms and writes the boot-timer port each time. Per round, interleaved:
+  Ember cold boot     Ember's `Guest-boot-time` (InstanceStart -> the guest's first write)
+  Ember create        Ember's `snapshot created in N us` (a paused VM, Full)
+  Ember load         `snapshot loaded in N us (M us of CPU)`: PUT /snapshot/load received ->
+                      vCPUs running (resume_vm), and Ember's CPU time for it (getrusage)
+  Ember load->write   `Guest-boot-time` after a load: load received -> the guest's first write
+  exec -> counter     for both VMMs, from spawning the process to the first counter line the
+                      restored guest prints (Ember: through the API; QEMU: -incoming file)
+Clones: N processes restored from one snapshot (File backend, MAP_PRIVATE), each resumed until
+its guest printed a line, then paused; the same for N cold boots. Host memory is the drop in
+MemAvailable and the sum of PSS (smaps_rollup) over the N processes.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+MEM_MIB = 128
+
+
+def http(sock, method, path, body=None, timeout=60):
+    end = time.monotonic() + 30
+    while True:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        try:
+            s.connect(sock)
+            break
+        except (ConnectionRefusedError, FileNotFoundError):  # not bound or not listening yet
+            s.close()
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.001)
+    data = json.dumps(body) if body is not None else ""
+    s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n%s" % (method, path, len(data), data)).encode())
+    out = b""
+    while b"\r\n\r\n" not in out:
+        c = s.recv(65536)
+        if not c:
+            break
+        out += c
+    head, _, rest = out.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: (\d+)", head)
+    while m and len(rest) < int(m.group(1)):
+        c = s.recv(65536)
+        if not c:
+            break
+        rest += c
+    s.close()
+    code = int(head.split()[1])
+    if code >= 300:
+        raise RuntimeError("%s %s: %d %s" % (method, path, code, rest[:300]))
+    return code
+
+
+class Proc:
+    def __init__(self, argv, tmp, name):
+        self.out = os.path.join(tmp, name + ".out")
+        self.err = os.path.join(tmp, name + ".err")
+        self.t0 = time.monotonic()
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(self.out, "wb"),
+                                  stderr=open(self.err, "wb"))
+
+    def text(self, which="out"):
+        with open(self.out if which == "out" else self.err, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_for(self, pattern, timeout=120, which="out", after=0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            m = re.search(pattern, self.text(which)[after:], re.M)
+            if m:
+                return m, time.monotonic()
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.002)
+        raise RuntimeError("no %r (rc %s): %s" % (pattern, self.p.poll(), self.text("err")[-800:]))
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+
+
+def ember(a, tmp, name):
+    sock = os.path.join(tmp, name + ".sock")
+    pr = Proc([a.ember, "--api-sock", sock], tmp, name)
+    end = time.monotonic() + 30
+    while not os.path.exists(sock) and time.monotonic() < end:
+        time.sleep(0.001)
+    pr.sock = sock
+    return pr
+
+
+def cold_boot(a, tmp, name):
+    pr = ember(a, tmp, name)
+    http(pr.sock, "PUT", "/boot-source", {"kernel_image_path": os.path.join(a.guest_dir, "guest-pvh.elf"),
+                                          "boot_args": "quiet smp=0 counter=0"})
+    http(pr.sock, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": MEM_MIB})
+    http(pr.sock, "PUT", "/actions", {"action_type": "InstanceStart"})
+    m, _ = pr.wait_for(r"Guest-boot-time = (\d+) us", which="err")
+    pr.boot_us = int(m.group(1))
+    pr.wait_for(r"^counter: \d+")
+    return pr
+
+
+def restore(a, tmp, name, snap, mem):
+    pr = ember(a, tmp, name)
+    http(pr.sock, "PUT", "/snapshot/load", {"snapshot_path": snap, "mem_backend": {
+        "backend_type": "File", "backend_path": mem}, "resume_vm": True})
+    m, t = pr.wait_for(r"^counter: \d+")
+    pr.exec_to_counter_ms = (t - pr.t0) * 1000
+    m, _ = pr.wait_for(r"snapshot loaded in (\d+) us \((\d+) us of CPU\)", which="err")
+    pr.load_us, pr.load_cpu_us = int(m.group(1)), int(m.group(2))
+    m, _ = pr.wait_for(r"Guest-boot-time = (\d+) us", which="err")
+    pr.write_us = int(m.group(1))
+    return pr
+
+
+def qemu_argv(a, extra):
+    return [a.qemu, "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off,pit=off,pic=off,acpi=off",
+            "-enable-kvm", "-cpu", "kvm64,+tsc-deadline", "-m", str(MEM_MIB), "-smp", "1",
+            "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+            "-device", "i8042",  # the guest polls the i8042 status port between lines
+            "-kernel", os.path.join(a.guest_dir, "guest-pvh.elf"), "-append",
+            "quiet smp=0 counter=0"] + extra
+
+
+def qemu_save(a, tmp, path):
+    mon = os.path.join(tmp, "qemu.mon")
+    pr = Proc(qemu_argv(a, ["-monitor", "unix:%s,server,nowait" % mon]), tmp, "qsave")
+    pr.wait_for(r"^counter: 20")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(mon)
+    s.settimeout(60)
+
+    def cmd(c):
+        s.sendall((c + "\n").encode())
+        time.sleep(0.2)
+        try:
+            return s.recv(65536).decode("utf-8", "replace")
+        except socket.timeout:
+            return ""
+    # No "stop" first: a migration of a stopped VM leaves the destination stopped too.
+    cmd('migrate "exec:cat > %s"' % path)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and "completed" not in cmd("info migrate"):
+        time.sleep(0.2)
+    cmd("quit")
+    pr.p.wait(30)
+
+
+def qemu_restore(a, tmp, path, name):
+    pr = Proc(qemu_argv(a, ["-incoming", "exec:cat %s" % path]), tmp, name)
+    m, t = pr.wait_for(r"^counter: \d+")
+    pr.exec_to_counter_ms = (t - pr.t0) * 1000
+    return pr
+
+
+def stats(xs):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    return {"median": statistics.median(xs), "min": xs[0], "max": xs[-1], "n": len(xs)}
+
+
+def mem_available_kib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+
+
+def pss_kib(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def clone_memory(a, tmp, n, snap, mem, cold):
+    subprocess.run(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1")
+    before = mem_available_kib()
+    procs = []
+    try:
+        for i in range(n):
+            pr = cold_boot(a, tmp, "m%d" % i) if cold else restore(a, tmp, "m%d" % i, snap, mem)
+            http(pr.sock, "PATCH", "/vm", {"state": "Paused"})
+            procs.append(pr)
+        time.sleep(0.5)
+        drop = before - mem_available_kib()
+        pss = sum(pss_kib(p.p.pid) for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+    return {"n": n, "mem_available_drop_mib": drop / 1024, "pss_sum_mib": pss / 1024,
+            "per_vm_mib": pss / 1024 / n}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ember", required=True)
+    ap.add_argument("--guest-dir", required=True)
+    ap.add_argument("-n", type=int, default=10)
+    ap.add_argument("--clones", default="1,10,100")
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--json")
+    ap.add_argument("--png")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-snap.")
+    res = {"rounds": a.n}
+    try:
+        src = cold_boot(a, tmp, "src")
+        http(src.sock, "PATCH", "/vm", {"state": "Paused"})
+        snap, mem = os.path.join(tmp, "s.snap"), os.path.join(tmp, "s.mem")
+        http(src.sock, "PUT", "/snapshot/create", {"snapshot_path": snap, "mem_file_path": mem})
+        qfile = os.path.join(tmp, "qemu.state")
+        qemu_save(a, tmp, qfile)
+        cold, create, load, load_cpu, write, e_exec, q_exec = [], [], [], [], [], [], []
+        for r in range(a.n):
+            c = cold_boot(a, tmp, "cold%d" % r)
+            cold.append(c.boot_us / 1000)
+            http(c.sock, "PATCH", "/vm", {"state": "Paused"})
+            t = os.path.join(tmp, "t.snap")
+            http(c.sock, "PUT", "/snapshot/create", {"snapshot_path": t,
+                                                      "mem_file_path": os.path.join(tmp, "t.mem")})
+            m, _ = c.wait_for(r"snapshot created in (\d+) us", which="err")
+            create.append(int(m.group(1)) / 1000)
+            c.kill()
+            e = restore(a, tmp, "r%d" % r, snap, mem)
+            load.append(e.load_us / 1000)
+            load_cpu.append(e.load_cpu_us / 1000)
+            write.append(e.write_us / 1000)
+            e_exec.append(e.exec_to_counter_ms)
+            e.kill()
+            q = qemu_restore(a, tmp, qfile, "q%d" % r)
+            q_exec.append(q.exec_to_counter_ms)
+            q.kill()
+            print("round %d: cold %.1f ms, create %.1f ms, load %.2f ms (%.2f CPU), load->write "
+                  "%.2f ms, exec->counter ember %.1f qemu %.1f ms" % (
+                      r, cold[-1], create[-1], load[-1], load_cpu[-1], write[-1], e_exec[-1],
+                      q_exec[-1]), flush=True)
+        src.kill()
+        res.update({"ember_cold_boot_ms": stats(cold), "ember_create_ms": stats(create),
+                    "ember_load_to_running_ms": stats(load), "ember_load_cpu_ms": stats(load_cpu),
+                    "ember_load_to_first_write_ms": stats(write),
+                    "ember_exec_to_counter_ms": stats(e_exec),
+                    "qemu_exec_to_counter_ms": stats(q_exec)})
+        res["ratio_cold_over_load"] = res["ember_cold_boot_ms"]["median"] / res["ember_load_to_running_ms"]["median"]
+        res["ratio_qemu_over_ember_exec_to_counter"] = (res["qemu_exec_to_counter_ms"]["median"] /
+                                                        res["ember_exec_to_counter_ms"]["median"])
+        res["clones"], res["cold_boots"] = [], []
+        for n in [int(x) for x in a.clones.split(",") if x]:
+            res["clones"].append(clone_memory(a, tmp, n, snap, mem, cold=False))
+            res["cold_boots"].append(clone_memory(a, tmp, n, snap, mem, cold=True))
+            print("N=%d: clones %s | cold boots %s" % (n, res["clones"][-1], res["cold_boots"][-1]),
+                  flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(res, indent=1))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    if a.png:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for key, label in (("clones", "clones of one snapshot"), ("cold_boots", "cold boots")):
+                ax.plot([x["n"] for x in res[key]], [x["pss_sum_mib"] for x in res[key]], "o-",
+                        label=label + " (sum of PSS)")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("VMs (128 MiB test guest each)")
+            ax.set_ylabel("host memory, MiB")
+            ax.legend()
+            ax.grid(True, which="both", alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(a.png, dpi=100)
+        except ImportError:
+            print("bench_snapshot: matplotlib missing, no plot", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
