@@ -391,9 +391,9 @@ def echo_all(socks, msgs, timeout):
 
 
 @test("fast", timeout=1800)
-def test_snapshot_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "24"))):
+def test_snapshot_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "10"))):
     """One snapshot of a guest serving UDP echo with a drive, n clones at once (EMBER_CLONES,
-    default 24: in the nested TCG machine every running clone busy-polls an emulated CPU, and
+    default 10: in the nested TCG machine every running clone busy-polls an emulated CPU, and
     100 take longer than CI allows; on KVM hardware run it with EMBER_CLONES=100): each in its own
     network namespace with its own tap (network_overrides) and its own copy of the disk (a mount
     namespace binds it over the saved path). Each echoes its own message and writes it to its
