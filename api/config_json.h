@@ -95,5 +95,6 @@ struct json_object *config_metrics_to_json(const struct metrics_config *m);
 /* Names as they appear in the JSON ("Unsafe", "Sync", "Info"). */
 const char *config_cache_type_name(enum cache_type t);
 const char *config_io_engine_name(enum io_engine e);
+const char *config_huge_pages_name(enum huge_pages h);
 
 #endif

@@ -32,8 +32,18 @@ struct api_vm_ops {
     int (*update_drive)(void *vmm, const char *id, const char *path, const struct rate_limiter *rl);
     int (*update_net)(void *vmm, const char *id, const struct rate_limiter *rx,
                       const struct rate_limiter *tx);
-    /* Any time: apply cfg->logger (path, level, format). */
+    /* Any time: apply cfg->logger (path, level, format, module); atomic: on
+     * an error nothing has changed. */
     int (*apply_logger)(void *vmm, const struct vm_config *cfg);
+    /* Not started, at the request that carries them (as Firecracker): open
+     * the kernel and initrd and check the command line's length; open a
+     * drive's path_on_host as it will be opened; open an interface's tap.
+     * NULL: no check. Nothing is kept open; InstanceStart opens again. */
+    int (*check_boot_source)(void *vmm, const struct boot_source *b);
+    int (*check_drive)(void *vmm, const struct drive_config *d);
+    int (*check_net)(void *vmm, const struct net_config *n);
+    /* Not started: parse a custom CPU template (PUT /cpu-config's body). */
+    int (*check_cpu_config)(void *vmm, const char *json);
 };
 
 struct api_vmm {
