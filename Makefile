@@ -224,6 +224,13 @@ install: ember jailer
 	install -m 0755 $(BUILD)/ember $(DESTDIR)$(PREFIX)/bin/ember
 	install -m 0755 $(BUILD)/ember-jailer $(DESTDIR)$(PREFIX)/bin/ember-jailer
 	install -m 0755 tools/emberctl $(DESTDIR)$(PREFIX)/bin/emberctl
+ifneq ($(FC_LINKS),0)
+	# Firecracker's names, for clients that run `firecracker` and `jailer` (Kata, firectl):
+	# invoked under these names Ember and its jailer use Firecracker's defaults. FC_LINKS=0
+	# skips them.
+	ln -sf ember $(DESTDIR)$(PREFIX)/bin/firecracker
+	ln -sf ember-jailer $(DESTDIR)$(PREFIX)/bin/jailer
+endif
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' | grep -v '^tests/guest/')
@@ -239,6 +246,6 @@ help:
 	@echo "make images     build the Linux guest images (cached outside the checkout)"
 	@echo "make demo       build everything and boot a demo guest"
 	@echo "make bench      boot benchmark against QEMU microvm"
-	@echo "make install PREFIX=/usr/local"
+	@echo "make install PREFIX=/usr/local   (also links firecracker and jailer; FC_LINKS=0: not)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

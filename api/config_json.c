@@ -21,7 +21,6 @@
 #define MODULE_MAX 256
 #define PROP_KEY_MAX 256
 #define PROP_VALUE_MAX 1024
-#define PARTUUID_MAX 36
 #define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
 
 /* ---- names --------------------------------------------------------------- */
@@ -38,6 +37,11 @@ const char *config_cache_type_name(enum cache_type t)
 const char *config_io_engine_name(enum io_engine e)
 {
     return (unsigned)e < 2 ? engine_names[e] : "?";
+}
+
+const char *config_huge_pages_name(enum huge_pages h)
+{
+    return h == HUGE_PAGES_2M ? "2M" : h == HUGE_PAGES_TRANSPARENT ? "Transparent" : "None";
 }
 
 /* "PATH.KEY: must be A or B, got "x"" for enumerated strings. */
@@ -245,13 +249,6 @@ static int parse_machine(struct json_object *o, const char *path, struct machine
         m.mem_size_mib = (uint64_t)v;
     if ((rc = ju_get_bool(o, path, "smt", OPT, &m.smt)) < 0)
         return rc;
-    if (m.smt) {
-        ju_join(p, sizeof(p), path, "smt");
-        return err_set(-EINVAL,
-                       "%s: Ember does not provide SMT (simultaneous multithreading); "
-                       "must be false",
-                       p);
-    }
     if ((rc = ju_get_string(o, path, "cpu_template", OPT, 64, &s)) < 0)
         return rc;
     if (rc && strcmp(s, "None") != 0) {
@@ -271,16 +268,29 @@ static int parse_machine(struct json_object *o, const char *path, struct machine
         return rc;
     if ((rc = ju_get_string(o, path, "huge_pages", OPT, 64, &s)) < 0)
         return rc;
-    if (rc && strcmp(s, "None") != 0) {
-        if (strcmp(s, "2M") == 0 || strcmp(s, "Transparent") == 0) {
-            ju_join(p, sizeof(p), path, "huge_pages");
-            ju_printable(g, sizeof(g), s, strlen(s));
-            return err_set(-EINVAL,
-                           "%s: Ember does not provide huge pages (\"%s\"); must be "
-                           "\"None\"",
-                           p, g);
-        }
-        return bad_enum(path, "huge_pages", "\"None\"", s);
+    if (rc) {
+        if (strcmp(s, "None") == 0)
+            m.huge_pages = HUGE_PAGES_NONE;
+        else if (strcmp(s, "2M") == 0)
+            m.huge_pages = HUGE_PAGES_2M;
+        else if (strcmp(s, "Transparent") == 0)
+            m.huge_pages = HUGE_PAGES_TRANSPARENT;
+        else
+            return bad_enum(path, "huge_pages", "\"None\", \"2M\" or \"Transparent\"", s);
+    } else if (!patch) {
+        m.huge_pages = HUGE_PAGES_NONE;
+    }
+    (void)g;
+    /* As Firecracker: 1 or an even vCPU count with SMT; whole 2 MiB pages. */
+    if (m.smt && m.vcpu_count > 1 && m.vcpu_count % 2) {
+        ju_join(p, sizeof(p), path, "vcpu_count");
+        return err_set(-EINVAL, "%s: must be 1 or an even number when smt is true, got %u", p,
+                       m.vcpu_count);
+    }
+    if (m.huge_pages != HUGE_PAGES_NONE && m.mem_size_mib % 2) {
+        ju_join(p, sizeof(p), path, "mem_size_mib");
+        return err_set(-EINVAL, "%s: must be a multiple of 2 with huge_pages \"%s\", got %llu", p,
+                       config_huge_pages_name(m.huge_pages), (unsigned long long)m.mem_size_mib);
     }
     *out = m;
     return 0;
@@ -298,17 +308,15 @@ int config_patch_machine_config(struct json_object *o, struct machine_config *ou
 
 /* ---- drives -------------------------------------------------------------- */
 
+/* partuuid goes on the kernel command line (root=PARTUUID=...): Firecracker
+ * takes any string; Ember refuses only what would split or end that word. */
 static bool partuuid_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > PARTUUID_MAX)
+    if (!*s)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-              c == '-'))
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == '"')
             return false;
-    }
     return true;
 }
 
@@ -338,16 +346,15 @@ static int parse_drive(struct json_object *o, const char *path, struct drive_con
     if ((rc = ju_get_string(o, path, "partuuid", OPT, 4096, &s)) < 0)
         goto fail;
     if (rc) {
+        /* As Firecracker: any string; it only matters on the root drive
+         * (root=PARTUUID=...), and is kept but unused on the others. */
         ju_join(p, sizeof(p), path, "partuuid");
-        if (!d.is_root_device) {
-            rc = err_set(-EINVAL, "%s: only allowed when is_root_device is true", p);
-            goto fail;
-        }
         if (!partuuid_ok(s)) {
             ju_printable(g, sizeof(g), s, strlen(s));
             rc = err_set(-EINVAL,
-                         "%s: must be a partition UUID (1 to %d hex digits and '-'), got \"%s\"", p,
-                         PARTUUID_MAX, g);
+                         "%s: must not be empty or hold spaces, quotes or control characters "
+                         "(it goes on the kernel command line), got \"%s\"",
+                         p, g);
             goto fail;
         }
         if (!(d.partuuid = strdup(s))) {
@@ -419,13 +426,8 @@ static int parse_mac(const char *p, const char *s, size_t len, uint8_t mac[6])
             goto syntax;
         mac[i] = (uint8_t)(hi << 4 | lo);
     }
-    if (mac[0] & 1)
-        return err_set(-EINVAL,
-                       "%s: \"%s\" is a multicast address; a network interface needs a unicast "
-                       "one (first octet even)",
-                       p, g);
-    if (!(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]))
-        return err_set(-EINVAL, "%s: \"%s\" is not a usable address", p, g);
+    /* Any address, as Firecracker (a multicast or zero MAC is the caller's
+     * choice; the guest driver decides what to make of it). */
     return 0;
 syntax:
     return err_set(-EINVAL,
@@ -493,11 +495,7 @@ int config_parse_net_patch(struct json_object *o, struct net_patch *out)
     if ((rc = get_rate_limiter(o, path, "tx_rate_limiter", &n.tx_rate_limiter)) < 0)
         goto fail;
     n.has_tx = rc > 0;
-    if (!n.has_rx && !n.has_tx) {
-        rc = err_set(-EINVAL,
-                     "network-interface: give rx_rate_limiter and/or tx_rate_limiter to update");
-        goto fail;
-    }
+    /* Neither limiter given: a valid no-op, as Firecracker. */
     *out = n;
     return 0;
 fail:
@@ -683,13 +681,12 @@ static const struct {
     {"entropy", "Ember does not provide an entropy device"},
     {"mmds-config", "Ember does not provide MMDS (the microVM metadata service)"},
     {"pmem", "Ember does not provide pmem devices"},
-    {"cpu-config", "Ember does not provide Firecracker's custom CPU templates (Ember takes its "
-                   "own CPU template file through a command-line flag)"},
     {"memory-hotplug", "Ember does not provide memory hotplug"},
 };
 
 static const char *const doc_keys[] = {
-    "boot-source", "machine-config", "drives", "network-interfaces", "logger", "metrics", NULL};
+    "boot-source", "machine-config", "drives",     "network-interfaces",
+    "logger",      "metrics",        "cpu-config", NULL};
 
 static int check_top_keys(struct json_object *doc)
 {
@@ -727,7 +724,7 @@ static int parse_doc(struct json_object *doc, struct vm_config *c)
     if ((rc = ju_expect_object(doc, "")) < 0 || (rc = check_top_keys(doc)) < 0)
         return rc;
 
-    if ((rc = ju_get_typed(doc, "", "boot-source", 0, json_type_object, &v)) < 0)
+    if ((rc = ju_get_typed(doc, "", "boot-source", OPT, json_type_object, &v)) < 0)
         return rc;
     if (rc) {
         if ((rc = parse_boot_source(v, "boot-source", &c->boot)) < 0)
@@ -739,7 +736,17 @@ static int parse_doc(struct json_object *doc, struct vm_config *c)
     if (rc && (rc = parse_machine(v, "machine-config", &c->machine, false)) < 0)
         return rc;
 
-    if ((rc = ju_get_typed(doc, "", "drives", 0, json_type_array, &v)) < 0)
+    /* A custom CPU template inline (checked by the VMM before it is used);
+     * Firecracker also takes a path to one here: Ember's is --cpu-template. */
+    if (json_object_object_get_ex(doc, "cpu-config", &v) &&
+        json_object_is_type(v, json_type_string))
+        return err_set(-EINVAL, "cpu-config: give the template inline (a JSON object); a "
+                                "template file is Ember's --cpu-template flag");
+    if ((rc = ju_get_typed(doc, "", "cpu-config", OPT, json_type_object, &v)) < 0)
+        return rc;
+    if (rc && !(c->cpu_config = strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN))))
+        return err_set(-ENOMEM, "cpu-config: out of memory");
+    if ((rc = ju_get_typed(doc, "", "drives", OPT, json_type_array, &v)) < 0)
         return rc;
     if (rc) {
         size_t n = json_object_array_length(v);
@@ -752,7 +759,7 @@ static int parse_doc(struct json_object *doc, struct vm_config *c)
             c->n_drives++;
         }
     }
-    if ((rc = ju_get_typed(doc, "", "network-interfaces", 0, json_type_array, &v)) < 0)
+    if ((rc = ju_get_typed(doc, "", "network-interfaces", OPT, json_type_array, &v)) < 0)
         return rc;
     if (rc) {
         size_t n = json_object_array_length(v);
@@ -903,13 +910,23 @@ static struct json_object *done(struct json_object *o, bool bad)
     return o;
 }
 
+/* As Firecracker: a bucket with size or refill_time 0 is no limit and prints
+ * as null; one_time_burst is null when not given (0). */
+static bool bucket_active(const struct rate_bucket *b)
+{
+    return b->set && b->size && b->refill_time_ms;
+}
+
 static struct json_object *bucket_json(const struct rate_bucket *b, bool *bad)
 {
-    if (!b->set)
+    if (!bucket_active(b))
         return NULL;
     struct json_object *o = json_object_new_object();
     put_u64(o, "size", b->size, bad);
-    put_u64(o, "one_time_burst", b->one_time_burst, bad);
+    if (b->one_time_burst)
+        put_u64(o, "one_time_burst", b->one_time_burst, bad);
+    else
+        put(o, "one_time_burst", NULL, bad);
     put_u64(o, "refill_time", b->refill_time_ms, bad);
     if (!o)
         *bad = true;
@@ -920,7 +937,7 @@ static struct json_object *bucket_json(const struct rate_bucket *b, bool *bad)
 static void put_rate_limiter(struct json_object *o, const char *key, const struct rate_limiter *rl,
                              bool *bad)
 {
-    if (!rl->bandwidth.set && !rl->ops.set) {
+    if (!bucket_active(&rl->bandwidth) && !bucket_active(&rl->ops)) {
         put(o, key, NULL, bad);
         return;
     }
@@ -948,7 +965,7 @@ struct json_object *config_machine_config_to_json(const struct machine_config *m
     put_u64(o, "mem_size_mib", m->mem_size_mib, &bad);
     put_bool(o, "smt", m->smt, &bad);
     put_bool(o, "track_dirty_pages", m->track_dirty_pages, &bad);
-    put_str(o, "huge_pages", "None", &bad);
+    put_str(o, "huge_pages", config_huge_pages_name(m->huge_pages), &bad);
     return done(o, bad || !o);
 }
 
@@ -1017,6 +1034,9 @@ struct json_object *config_metrics_to_json(const struct metrics_config *m)
     return done(o, bad || !o);
 }
 
+/* Every top-level key Firecracker's GET /vm/config prints, null or [] where
+ * unset (Ember's absent devices always), so the output is a valid
+ * Firecracker configuration file and a valid --config-file. */
 struct json_object *config_to_json_object(const struct vm_config *cfg)
 {
     bool bad = false;
@@ -1024,9 +1044,7 @@ struct json_object *config_to_json_object(const struct vm_config *cfg)
     struct json_object *drives = json_object_new_array();
     struct json_object *nets = json_object_new_array();
 
-    if (cfg->has_boot_source)
-        put_new(o, "boot-source", config_boot_source_to_json(&cfg->boot), &bad);
-    put_new(o, "machine-config", config_machine_config_to_json(&cfg->machine), &bad);
+    put(o, "balloon", NULL, &bad);
     for (int i = 0; drives && i < cfg->n_drives; i++) {
         struct json_object *d = config_drive_to_json(&cfg->drives[i]);
         if (!d || json_object_array_add(drives, d) < 0) {
@@ -1035,6 +1053,28 @@ struct json_object *config_to_json_object(const struct vm_config *cfg)
         }
     }
     put_new(o, "drives", drives, &bad);
+    if (cfg->has_boot_source)
+        put_new(o, "boot-source", config_boot_source_to_json(&cfg->boot), &bad);
+    else
+        put(o, "boot-source", NULL, &bad);
+    if (cfg->cpu_config) {
+        struct json_object *t = NULL;
+        if (ju_parse(cfg->cpu_config, strlen(cfg->cpu_config), &t) < 0)
+            bad = true;
+        put(o, "cpu-config", t, &bad);
+    } else {
+        put(o, "cpu-config", NULL, &bad);
+    }
+    if (cfg->has_logger)
+        put_new(o, "logger", config_logger_to_json(&cfg->logger), &bad);
+    else
+        put(o, "logger", NULL, &bad);
+    put_new(o, "machine-config", config_machine_config_to_json(&cfg->machine), &bad);
+    if (cfg->has_metrics)
+        put_new(o, "metrics", config_metrics_to_json(&cfg->metrics), &bad);
+    else
+        put(o, "metrics", NULL, &bad);
+    put(o, "mmds-config", NULL, &bad);
     for (int i = 0; nets && i < cfg->n_nets; i++) {
         struct json_object *n = config_net_to_json(&cfg->nets[i]);
         if (!n || json_object_array_add(nets, n) < 0) {
@@ -1043,10 +1083,10 @@ struct json_object *config_to_json_object(const struct vm_config *cfg)
         }
     }
     put_new(o, "network-interfaces", nets, &bad);
-    if (cfg->has_logger)
-        put_new(o, "logger", config_logger_to_json(&cfg->logger), &bad);
-    if (cfg->has_metrics)
-        put_new(o, "metrics", config_metrics_to_json(&cfg->metrics), &bad);
+    put(o, "vsock", NULL, &bad);
+    put(o, "entropy", NULL, &bad);
+    put_new(o, "pmem", json_object_new_array(), &bad);
+    put(o, "memory-hotplug", NULL, &bad);
     return done(o, bad || !o);
 }
 

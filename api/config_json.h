@@ -11,10 +11,10 @@
  * default; a required field must be present with the right type. Strings
  * holding a NUL are refused; paths are at most CONFIG_PATH_MAX bytes.
  * Firecracker features Ember does not have are refused by name: the sections
- * balloon, vsock, entropy, mmds-config, pmem, cpu-config, memory-hotplug (null
- * or [] is accepted as "not configured"), drives[].socket (vhost-user),
- * machine-config smt true, cpu_template other than "None" (Ember's CPU
- * template is a file given by its own flag), huge_pages other than "None".
+ * balloon, vsock, entropy, mmds-config, pmem, memory-hotplug (null or [] is
+ * accepted as "not configured"), drives[].socket (vhost-user), a
+ * cpu-config given as a path (Ember's is --cpu-template), cpu_template other
+ * than "None" (Firecracker's static templates).
  */
 #ifndef EMBER_CONFIG_JSON_H
 #define EMBER_CONFIG_JSON_H
@@ -37,9 +37,9 @@ int config_parse_json(const char *text, size_t len, struct vm_config *out);
 /* Read (at most CONFIG_FILE_MAX bytes) and parse; errors start with "PATH: ". */
 int config_load_file(const char *path, struct vm_config *out);
 
-/* Serialize as Firecracker's FullVmConfiguration (caller frees the string).
- * boot-source when set, machine-config, drives, network-interfaces always,
- * logger and metrics when set; parsing the result gives the same config.
+/* Serialize as Firecracker's FullVmConfiguration (caller frees the string):
+ * every top-level key Firecracker prints, null or [] when unset; parsing the
+ * result gives the same config.
  * NULL on allocation failure. */
 char *config_to_json(const struct vm_config *cfg);
 /* The same as a json-c object (caller puts it); NULL on allocation failure. */
@@ -95,5 +95,6 @@ struct json_object *config_metrics_to_json(const struct metrics_config *m);
 /* Names as they appear in the JSON ("Unsafe", "Sync", "Info"). */
 const char *config_cache_type_name(enum cache_type t);
 const char *config_io_engine_name(enum io_engine e);
+const char *config_huge_pages_name(enum huge_pages h);
 
 #endif

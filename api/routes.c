@@ -5,6 +5,7 @@
 #include "../vmm/base/err.h"
 #include "../vmm/base/log.h"
 #include "../vmm/base/metrics.h"
+#include "../vmm/base/version.h"
 #include "config_json.h"
 #include "json_util.h"
 #include "snapshot_json.h"
@@ -15,10 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifndef EMBER_VERSION
-#define EMBER_VERSION "0.1.0"
-#endif
 
 static int fault(char **body, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -89,8 +86,9 @@ static int get_root(struct api_vmm *a, char **body)
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(a->id));
     json_object_object_add(o, "state", json_object_new_string(state_name(a)));
-    json_object_object_add(o, "vmm_version", json_object_new_string(EMBER_VERSION));
+    json_object_object_add(o, "vmm_version", json_object_new_string(EMBER_FC_VERSION));
     json_object_object_add(o, "app_name", json_object_new_string("Ember"));
+    json_object_object_add(o, "ember_version", json_object_new_string(EMBER_VERSION));
     return json_reply(body, o);
 }
 
@@ -105,6 +103,11 @@ static int put_boot_source(struct api_vmm *a, const struct http_request *req, ch
     json_object_put(o);
     if (rc)
         return fault(body, 400, "%s", err_msg());
+    if (a->ops->check_boot_source && a->ops->check_boot_source(a->vmm, &b) < 0) {
+        int st = fault(body, 400, "%s", err_msg());
+        config_boot_source_free(&b);
+        return st;
+    }
     if (a->cfg.has_boot_source)
         config_boot_source_free(&a->cfg.boot);
     a->cfg.boot = b;
@@ -213,10 +216,16 @@ static int put_device(struct api_vmm *a, const struct http_request *req, const c
     if (rc)
         return fault(body, 400, "%s", err_msg());
     const char *body_id = is_drive ? d.drive_id : n.iface_id;
-    if (strcmp(body_id, id) != 0) {
-        int st =
-            fault(body, 400, "%s: the id in the path (%s) differs from the id in the body (%s)",
-                  what, id, body_id);
+    int chk = 0;
+    if (strcmp(body_id, id) == 0 && is_drive && a->ops->check_drive)
+        chk = a->ops->check_drive(a->vmm, &d);
+    else if (strcmp(body_id, id) == 0 && !is_drive && a->ops->check_net)
+        chk = a->ops->check_net(a->vmm, &n);
+    if (strcmp(body_id, id) != 0 || chk < 0) {
+        int st = chk < 0 ? fault(body, 400, "%s", err_msg())
+                         : fault(body, 400,
+                                 "%s: the id in the path (%s) differs from the id in the body (%s)",
+                                 what, id, body_id);
         if (is_drive)
             config_drive_free(&d);
         else
@@ -272,26 +281,71 @@ static int put_device(struct api_vmm *a, const struct http_request *req, const c
     return 204;
 }
 
+/* A string copy for the logger merge; false on allocation failure. */
+static bool dup_opt(const char *src, char **dst)
+{
+    *dst = src ? strdup(src) : NULL;
+    return !src || *dst;
+}
+
+/* PUT /logger merges with the earlier one, as Firecracker's does: the fields
+ * given replace the stored ones, the others stay (level falls back to Info
+ * when not given). The new configuration is applied first (the log file
+ * opened) and stored only if that worked, so a rejected request changes
+ * nothing. */
 static int put_logger(struct api_vmm *a, const struct http_request *req, char **body)
 {
-    struct json_object *o;
+    struct json_object *o, *v;
     if (pre_boot_only(a, "logger", body) || body_object(req, &o, body))
         return 400;
     struct logger_config l;
     memset(&l, 0, sizeof(l));
     int rc = config_parse_logger(o, &l);
+#define GIVEN(k) (json_object_object_get_ex(o, k, &v) && !json_object_is_type(v, json_type_null))
+    bool g_path = GIVEN("log_path"), g_show = GIVEN("show_level"),
+         g_origin = GIVEN("show_log_origin"), g_module = GIVEN("module");
+#undef GIVEN
     json_object_put(o);
     if (rc)
         return fault(body, 400, "%s", err_msg());
+    if (a->cfg.has_logger) {
+        const struct logger_config *cur = &a->cfg.logger;
+        bool ok = true;
+        if (!g_path) {
+            free(l.log_path);
+            ok = ok && dup_opt(cur->log_path, &l.log_path);
+        }
+        if (!g_module) {
+            free(l.module);
+            ok = ok && dup_opt(cur->module, &l.module);
+        }
+        if (!g_show)
+            l.show_level = cur->show_level;
+        if (!g_origin)
+            l.show_log_origin = cur->show_log_origin;
+        if (!ok) {
+            config_logger_free(&l);
+            return fault(body, 500, "logger: out of memory");
+        }
+    }
+    struct vm_config trial = a->cfg; /* shallow: only .logger is read */
+    trial.logger = l;
+    trial.has_logger = true;
+    if (a->ops->apply_logger(a->vmm, &trial) < 0) {
+        int st = fault(body, 400, "%s", err_msg());
+        config_logger_free(&l);
+        return st;
+    }
     if (a->cfg.has_logger)
         config_logger_free(&a->cfg.logger);
     a->cfg.logger = l;
     a->cfg.has_logger = true;
-    if (a->ops->apply_logger(a->vmm, &a->cfg) < 0)
-        return fault(body, 400, "%s", err_msg());
     return 204;
 }
 
+/* PUT /metrics: once, as Firecracker (a second one, or one after
+ * --metrics-path, is refused); the file is opened before anything is
+ * stored. */
 static int put_metrics(struct api_vmm *a, const struct http_request *req, char **body)
 {
     struct json_object *o;
@@ -303,8 +357,13 @@ static int put_metrics(struct api_vmm *a, const struct http_request *req, char *
     json_object_put(o);
     if (rc)
         return fault(body, 400, "%s", err_msg());
-    if (a->cfg.has_metrics)
-        config_metrics_free(&a->cfg.metrics);
+    if (a->cfg.has_metrics || metrics_configured()) {
+        config_metrics_free(&m);
+        return fault(body, 400,
+                     "metrics: Reinitialization of metrics not allowed. (metrics are "
+                     "already configured%s)",
+                     a->cfg.has_metrics ? "" : " by --metrics-path");
+    }
     if (metrics_open(m.metrics_path) < 0) {
         int st = fault(body, 400, "%s", err_msg());
         config_metrics_free(&m);
@@ -367,6 +426,10 @@ static int put_actions(struct api_vmm *a, const struct http_request *req, char *
         return 204;
     }
     if (strcmp(action, "FlushMetrics") == 0) {
+        if (!a->started)
+            return fault(body, 400,
+                         "FlushMetrics: The requested operation is not supported before "
+                         "starting the microVM.");
         if (metrics_flush() < 0)
             return fault(body, 400, "FlushMetrics: %s", err_msg());
         return 204;
@@ -409,8 +472,10 @@ static bool vm_configured(const struct api_vmm *a)
     config_init(&d);
     const struct machine_config *m = &a->cfg.machine;
     return a->cfg.has_boot_source || a->cfg.n_drives || a->cfg.n_nets || a->cfg.has_serial ||
-           m->vcpu_count != d.machine.vcpu_count || m->mem_size_mib != d.machine.mem_size_mib ||
-           m->smt != d.machine.smt || m->track_dirty_pages != d.machine.track_dirty_pages;
+           a->cfg.cpu_config || m->vcpu_count != d.machine.vcpu_count ||
+           m->mem_size_mib != d.machine.mem_size_mib || m->smt != d.machine.smt ||
+           m->track_dirty_pages != d.machine.track_dirty_pages ||
+           m->huge_pages != d.machine.huge_pages;
 }
 
 static int put_snapshot(struct api_vmm *a, const struct http_request *req, bool create,
@@ -450,6 +515,26 @@ static int put_snapshot(struct api_vmm *a, const struct http_request *req, bool 
     return rc ? fault(body, 400, "LoadSnapshot: %s", err_msg()) : 204;
 }
 
+/* PUT /cpu-config: Firecracker's custom CPU template (the format
+ * --cpu-template reads), checked by the VMM now, applied at InstanceStart. */
+static int put_cpu_config(struct api_vmm *a, const struct http_request *req, char **body)
+{
+    struct json_object *o;
+    if (pre_boot_only(a, "cpu-config", body) || body_object(req, &o, body))
+        return 400;
+    char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    if (!text)
+        return fault(body, 500, "cpu-config: out of memory");
+    if (a->ops->check_cpu_config && a->ops->check_cpu_config(a->vmm, text) < 0) {
+        free(text);
+        return fault(body, 400, "%s", err_msg());
+    }
+    free(a->cfg.cpu_config);
+    a->cfg.cpu_config = text;
+    return 204;
+}
+
 /* Endpoints Firecracker has for devices Ember's fixed model lacks. */
 static const struct {
     const char *prefix, *what;
@@ -460,7 +545,6 @@ static const struct {
     {"/mmds", "MMDS"},
     {"/pmem", "pmem devices"},
     {"/hotplug", "device hotplug"},
-    {"/cpu-config", "runtime CPU configuration (use --cpu-template)"},
     {"/memory-hotplug", "memory hotplug"},
 };
 
@@ -481,19 +565,38 @@ int api_route(void *opaque, const struct http_request *req, char **body)
     return status;
 }
 
+/* The path as Firecracker matches it: leading '/'s collapsed to one, one
+ * trailing '/' dropped ("/drives/rootfs/" is "/drives/rootfs"). */
+static void normalize_path(const char *in, char *out, size_t cap)
+{
+    while (in[0] == '/' && in[1] == '/')
+        in++;
+    snprintf(out, cap, "%s", in);
+    size_t n = strlen(out);
+    if (n > 1 && out[n - 1] == '/')
+        out[n - 1] = '\0';
+}
+
 static int api_route_inner(void *opaque, const struct http_request *req, char **body)
 {
     struct api_vmm *a = opaque;
-    const char *p = req->path;
+    char path[HTTP_PATH_MAX];
+    normalize_path(req->path, path, sizeof(path));
+    const char *p = path;
     enum http_method m = req->method;
     *body = NULL;
     err_clear();
+    /* Firecracker answers a wrong method on a known path exactly as an unknown
+     * path: 400 with this message. */
 #define ALLOW(cond)                                                                                \
     do {                                                                                           \
         if (!(cond))                                                                               \
-            return fault(body, 405, "method %s is not allowed on %s", req->method_name, p);        \
+            return fault(body, 400, "Invalid request method and/or path: %s %s.",                  \
+                         req->method_name, p);                                                     \
     } while (0)
 
+    if (m == HTTP_GET && req->body_len > 0)
+        return fault(body, 400, "GET request cannot have a body.");
     for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
         if (path_is(p, unsupported[i].prefix))
             return fault(body, 400, "%s: Ember does not provide %s", p, unsupported[i].what);
@@ -504,7 +607,8 @@ static int api_route_inner(void *opaque, const struct http_request *req, char **
     if (strcmp(p, "/version") == 0) {
         ALLOW(m == HTTP_GET);
         struct json_object *o = json_object_new_object();
-        json_object_object_add(o, "firecracker_version", json_object_new_string(EMBER_VERSION));
+        json_object_object_add(o, "firecracker_version", json_object_new_string(EMBER_FC_VERSION));
+        json_object_object_add(o, "ember_version", json_object_new_string(EMBER_VERSION));
         return json_reply(body, o);
     }
     if (strcmp(p, "/boot-source") == 0) {
@@ -514,6 +618,10 @@ static int api_route_inner(void *opaque, const struct http_request *req, char **
     if (strcmp(p, "/machine-config") == 0) {
         ALLOW(m == HTTP_GET || m == HTTP_PUT || m == HTTP_PATCH);
         return machine_config(a, req, body);
+    }
+    if (strcmp(p, "/cpu-config") == 0) {
+        ALLOW(m == HTTP_PUT);
+        return put_cpu_config(a, req, body);
     }
     if (strncmp(p, "/drives/", 8) == 0 || strncmp(p, "/network-interfaces/", 20) == 0) {
         bool drive = p[1] == 'd';
@@ -556,6 +664,7 @@ static int api_route_inner(void *opaque, const struct http_request *req, char **
         *body = s;
         return 200;
     }
+    ALLOW(false);
 #undef ALLOW
-    return fault(body, 404, "%s: no such resource", p);
+    return 400;
 }

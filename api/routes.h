@@ -39,8 +39,18 @@ struct api_vm_ops {
      * snapshot; on success *cfg is the restored configuration. On failure
      * nothing changed. */
     int (*load_snapshot)(void *vmm, struct vm_config *cfg, const struct snapshot_load_params *p);
-    /* Any time: apply cfg->logger (path, level, format). */
+    /* Any time: apply cfg->logger (path, level, format, module); atomic: on
+     * an error nothing has changed. */
     int (*apply_logger)(void *vmm, const struct vm_config *cfg);
+    /* Not started, at the request that carries them (as Firecracker): open
+     * the kernel and initrd and check the command line's length; open a
+     * drive's path_on_host as it will be opened; open an interface's tap.
+     * NULL: no check. Nothing is kept open; InstanceStart opens again. */
+    int (*check_boot_source)(void *vmm, const struct boot_source *b);
+    int (*check_drive)(void *vmm, const struct drive_config *d);
+    int (*check_net)(void *vmm, const struct net_config *n);
+    /* Not started: parse a custom CPU template (PUT /cpu-config's body). */
+    int (*check_cpu_config)(void *vmm, const char *json);
 };
 
 struct api_vmm {

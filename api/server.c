@@ -162,9 +162,12 @@ static void on_accept(struct ev_handler *h, uint32_t events)
         if (fd < 0)
             return; /* EAGAIN, or a transient error: the loop calls again */
         if (s->n_conns >= API_MAX_CONNS) {
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                       "Connection: close\r\n\r\n";
-            if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL) < 0) {
+            char busy[256];
+            int n = http_fault_response(busy, sizeof(busy), 503,
+                                        "Too many open connections: the API server serves at "
+                                        "most " API_MAX_CONNS_STR " at once; retry later",
+                                        true);
+            if (n > 0 && send(fd, busy, (size_t)n, MSG_NOSIGNAL) < 0) {
                 /* the client goes away either way */
             }
             close(fd);

@@ -15,6 +15,7 @@
 #include "http.h"
 
 #define API_MAX_CONNS 1024
+#define API_MAX_CONNS_STR "1024"
 
 /* Returns the HTTP status; *body is a malloc'd JSON body or NULL. */
 typedef int (*api_route_fn)(void *opaque, const struct http_request *req, char **body);

@@ -207,25 +207,24 @@ static int check_opts(struct jail_opts *o)
         return err_set(-EINVAL, "--uid: required");
     if (!o->have_gid)
         return err_set(-EINVAL, "--gid: required");
-    if ((o->uid == 0 || o->gid == 0) && !o->allow_root)
-        return err_set(-EPERM,
-                       "--uid %u --gid %u: refusing to run the VMM as root (uid or "
-                       "gid 0); pass "
-                       "--allow-root to override",
-                       (unsigned)o->uid, (unsigned)o->gid);
+    /* uid/gid 0 is accepted, as Firecracker's jailer does (Kata passes
+     * --uid 0 --gid 0); jailer.c warns loudly. --allow-root is still taken. */
+    o->runs_as_root = o->uid == 0 || o->gid == 0;
     if (o->base_dir[0] != '/')
         return err_set(-EINVAL, "--chroot-base-dir %s: must be an absolute path", o->base_dir);
     if (strlen(o->base_dir) > 2048)
         return err_set(-ENAMETOOLONG, "--chroot-base-dir: path too long");
+    const char *slash = strrchr(o->exec_file, '/');
+    o->exec_name = slash ? slash + 1 : o->exec_file;
+    if (!*o->exec_name || !strcmp(o->exec_name, ".") || !strcmp(o->exec_name, ".."))
+        return err_set(-EINVAL, "--exec-file %s: not a file name", o->exec_file);
+    if (!o->parent_cgroup) /* as Firecracker: the exec file's name */
+        o->parent_cgroup = o->exec_name;
     if (!jail_valid_cgroup_path(o->parent_cgroup))
         return err_set(-EINVAL,
                        "--parent-cgroup %s: must be a relative cgroup path (letters, digits, "
                        "'-', '_', '.', components separated by '/', no '..')",
                        o->parent_cgroup);
-    const char *slash = strrchr(o->exec_file, '/');
-    o->exec_name = slash ? slash + 1 : o->exec_file;
-    if (!*o->exec_name || !strcmp(o->exec_name, ".") || !strcmp(o->exec_name, ".."))
-        return err_set(-EINVAL, "--exec-file %s: not a file name", o->exec_file);
     for (int i = 0; i < o->ember_argc; i++)
         if (!strcmp(o->ember_argv[i], "--id") || !strncmp(o->ember_argv[i], "--id=", 5))
             return err_set(-EINVAL, "--id after --: the jailer passes --id %s to the VMM itself",
@@ -237,8 +236,11 @@ int jail_parse_args(int argc, char **argv, struct jail_opts *o)
 {
     memset(o, 0, sizeof(*o));
     o->base_dir = JAIL_DEFAULT_BASE;
-    o->parent_cgroup = JAIL_DEFAULT_PARENT_CGROUP;
-    o->cgroup_version = 2;
+    o->parent_cgroup = NULL; /* the exec file's name, set in check_opts() */
+    /* Invoked as `jailer`: Firecracker's default, cgroup v1; else v2. */
+    const char *self = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+    self = self ? self + 1 : (argc > 0 && argv[0] ? argv[0] : "");
+    o->cgroup_version = strcmp(self, "jailer") == 0 ? 1 : 2;
     static char *no_args[] = {NULL};
     o->ember_argv = no_args;
     for (int i = 1; i < argc; i++) {

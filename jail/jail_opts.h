@@ -13,7 +13,8 @@
 #define JAIL_MAX_CGROUPS 32
 #define JAIL_MAX_RLIMITS 8
 #define JAIL_DEFAULT_BASE "/srv/jailer"
-#define JAIL_DEFAULT_PARENT_CGROUP "ember"
+/* --parent-cgroup's default is the exec file's name (as Firecracker); the
+ * cgroup version's is 2, or Firecracker's 1 when invoked as `jailer`. */
 /* RLIMIT_NOFILE when --resource-limit no-file is not given (as Firecracker). */
 #define JAIL_DEFAULT_NOFILE 2048
 
@@ -35,7 +36,8 @@ struct jail_opts {
     uid_t uid;
     gid_t gid;
     bool have_uid, have_gid;
-    bool allow_root;
+    bool allow_root;   /* accepted, no longer needed */
+    bool runs_as_root; /* --uid 0 or --gid 0: allowed, with a warning */
     const char *base_dir;
     const char *netns;
     int cgroup_version; /* 1 or 2 */

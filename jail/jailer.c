@@ -32,6 +32,7 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef NSFS_MAGIC
@@ -41,6 +42,13 @@
 #define JAILER_VERSION "0.1.0"
 #define MAX_CREATED 64
 #define OLD_ROOT ".ember-old-root"
+
+static uint64_t cpu_now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000ULL + (uint64_t)t.tv_nsec / 1000;
+}
 
 /* A cgroup hierarchy the jail joins: its mount point, our leaf in it, and
  * where we were before (to move back out if a later step fails). */
@@ -53,6 +61,8 @@ struct cg_hier {
 
 struct jail {
     struct jail_opts o;
+    uint64_t start_us;       /* CLOCK_MONOTONIC at main(): --start-time-us */
+    uint64_t start_cpu_us;   /* CPU time of the processes that forked us: --parent-cpu-time-us */
     char jail_dir[PATH_MAX]; /* <base>/<exec name>/<id> */
     char root[PATH_MAX];     /* <jail_dir>/root */
     char exec_dst[PATH_MAX];
@@ -83,17 +93,17 @@ static void usage(FILE *f)
             "  --id ID                   1 to 64 letters, digits and '-'\n"
             "  --exec-file PATH          the VMM binary (copied or hard-linked into "
             "the jail)\n"
-            "  --uid UID, --gid GID      who the VMM runs as (0 needs --allow-root)\n"
-            "  --allow-root              allow uid 0 or gid 0 (capabilities are "
-            "still dropped)\n"
+            "  --uid UID, --gid GID      who the VMM runs as (0 is allowed, as Firecracker's\n"
+            "                            jailer, with a warning; capabilities are still dropped)\n"
+            "  --allow-root              accepted for compatibility (root no longer needs it)\n"
             "  --chroot-base-dir DIR     default " JAIL_DEFAULT_BASE " (must allow device nodes)\n"
             "  --netns PATH              join this network namespace (e.g. "
             "/var/run/netns/NAME)\n"
-            "  --cgroup-version 1|2      default 2\n"
+            "  --cgroup-version 1|2      default 2 (1, Firecracker's, when run as `jailer`)\n"
             "  --cgroup FILE=VALUE       write VALUE to FILE in the jail's cgroup "
             "(repeatable)\n"
             "  --parent-cgroup PATH      cgroup parent, relative to the hierarchy "
-            "(default " JAIL_DEFAULT_PARENT_CGROUP ")\n"
+            "(default: the exec file's name, as Firecracker)\n"
             "  --resource-limit R=N      fsize=N or no-file=N (repeatable; no-file "
             "default 2048)\n"
             "  --daemonize               setsid, stdin/stdout/stderr to /dev/null\n"
@@ -859,12 +869,14 @@ static int daemonize_and_pid_ns(struct jail *j)
     if (j->o.daemonize) {
         if (setsid() < 0) {
             /* A process-group leader cannot setsid: do it in a child. */
+            uint64_t cpu = cpu_now_us();
             pid_t pid = fork();
             if (pid < 0)
                 return err_set(-errno, "fork: %s", strerror(errno));
             if (pid > 0)
                 _exit(j->o.new_pid_ns || write_pid_file(j, pid) == 0 ? 0 : 1);
             forked = true;
+            j->start_cpu_us += cpu;
             if (setsid() < 0)
                 return err_set(-errno, "setsid: %s", strerror(errno));
         }
@@ -879,6 +891,7 @@ static int daemonize_and_pid_ns(struct jail *j)
     if (j->o.new_pid_ns) {
         if (unshare(CLONE_NEWPID) < 0)
             return err_set(-errno, "unshare(CLONE_NEWPID): %s", strerror(errno));
+        uint64_t cpu = cpu_now_us();
         pid_t pid = fork();
         if (pid < 0)
             return err_set(-errno, "fork: %s", strerror(errno));
@@ -891,6 +904,7 @@ static int daemonize_and_pid_ns(struct jail *j)
             }
             _exit(0);
         }
+        j->start_cpu_us += cpu;
     }
     return 0;
 }
@@ -929,17 +943,32 @@ static int drop_privileges(struct jail *j)
 static int exec_vmm(struct jail *j)
 {
     const struct jail_opts *o = &j->o;
-    int n = o->ember_argc + 4;
+    int n = o->ember_argc + 10;
     char **argv = calloc((size_t)n, sizeof(char *));
     if (!argv)
         return err_set(-ENOMEM, "out of memory");
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "/%s", o->exec_name);
+    /* As Firecracker's jailer: the start time and CPU times, so the VMM's
+     * process_startup_time_us counts from the jailer's start. */
+    char t0[24], tcpu[24], tparent[24];
+    struct timespec cpu;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    snprintf(t0, sizeof(t0), "%llu", (unsigned long long)j->start_us);
+    snprintf(tcpu, sizeof(tcpu), "%llu",
+             (unsigned long long)cpu.tv_sec * 1000000ULL + (unsigned long long)cpu.tv_nsec / 1000);
+    snprintf(tparent, sizeof(tparent), "%llu", (unsigned long long)j->start_cpu_us);
     argv[0] = (char *)o->exec_name;
     argv[1] = (char *)"--id";
     argv[2] = (char *)o->id;
+    argv[3] = (char *)"--start-time-us";
+    argv[4] = t0;
+    argv[5] = (char *)"--start-time-cpu-us";
+    argv[6] = tcpu;
+    argv[7] = (char *)"--parent-cpu-time-us";
+    argv[8] = tparent;
     for (int i = 0; i < o->ember_argc; i++)
-        argv[3 + i] = o->ember_argv[i];
+        argv[9 + i] = o->ember_argv[i];
     char *envp[] = {NULL};
     execve(path, argv, envp);
     int e = errno;
@@ -972,7 +1001,17 @@ int main(int argc, char **argv)
 {
     static struct jail j;
     j.devnull = -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    j.start_us = (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
     int r = jail_parse_args(argc, argv, &j.o);
+    if (r == 0 && j.o.runs_as_root && !j.o.help && !j.o.version)
+        fprintf(stderr,
+                "ember-jailer: WARNING: --uid %u --gid %u: the VMM will run as root (uid or gid "
+                "0) inside the jail. A guest that escapes into the VMM then holds root's "
+                "file access in the jail and on everything the jail can reach; use an "
+                "unprivileged uid:gid in production.\n",
+                (unsigned)j.o.uid, (unsigned)j.o.gid);
     if (r == 0 && j.o.help) {
         usage(stdout);
         return 0;

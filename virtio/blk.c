@@ -184,11 +184,12 @@ static int blk_open_file(const char *id, const char *path, bool ro, int *fd_out,
                        id, path);
     }
     if (sz % BLK_SECTOR) {
-        close(fd);
-        return err_set(
-            -EINVAL,
-            "drives[%s].path_on_host: size of %s (%llu bytes) is not a multiple of 512 bytes", id,
-            path, (unsigned long long)sz);
+        /* As Firecracker: whole sectors only, with a warning. */
+        log_warn("drives[%s].path_on_host: size of %s (%llu bytes) is not a multiple of %u "
+                 "bytes; the last %llu bytes are not visible to the guest",
+                 id, path, (unsigned long long)sz, BLK_SECTOR,
+                 (unsigned long long)(sz % BLK_SECTOR));
+        sz -= sz % BLK_SECTOR;
     }
     *fd_out = fd;
     *size = sz;
@@ -835,6 +836,16 @@ static int async_setup(struct blk_dev *b)
         b->free_list[i] = (uint16_t)(BLK_SLOTS - 1 - i);
     b->n_free = BLK_SLOTS;
     return 0;
+}
+
+int blk_check(const struct drive_config *cfg)
+{
+    int fd;
+    uint64_t size;
+    int rc = blk_open_file(cfg->drive_id, cfg->path_on_host, cfg->is_read_only, &fd, &size);
+    if (rc == 0)
+        close(fd);
+    return rc;
 }
 
 int blk_create(struct blk_dev **out, const struct drive_config *cfg, const struct guest_mem *mem)

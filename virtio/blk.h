@@ -54,6 +54,10 @@ struct blk_dev;
 
 /* Open the drive's file and build the device (nothing is attached yet).
  * Errors name the drive id and path (and the engine if io_uring fails). */
+/* Open cfg's path_on_host as blk_create() would (read-write unless
+ * is_read_only; a regular file or block device) and close it again: the
+ * check PUT /drives makes at the request. 0 or -errno naming the field. */
+int blk_check(const struct drive_config *cfg);
 int blk_create(struct blk_dev **out, const struct drive_config *cfg, const struct guest_mem *mem);
 void blk_destroy(struct blk_dev *b);
 struct virtio_mmio *blk_transport(struct blk_dev *b);

@@ -701,9 +701,8 @@ static void tx_poll_expired(struct ev_poller *p)
 
 /* ---- creation ---- */
 
-static int open_tap(struct net_dev *n)
+static int open_tap_named(const char *id, const char *name, int *fd_out)
 {
-    const char *id = n->dev.id, *name = n->tap_name;
     size_t nl = strlen(name);
     if (nl == 0 || nl >= IFNAMSIZ)
         return err_set(-EINVAL,
@@ -765,8 +764,22 @@ static int open_tap(struct net_dev *n)
         return err_set(-e, "network-interfaces[%s]: tap %s: TUNSETVNETHDRSZ: %s", id, name,
                        strerror(e));
     }
-    n->tap_fd = fd;
+    *fd_out = fd;
     return 0;
+}
+
+static int open_tap(struct net_dev *n)
+{
+    return open_tap_named(n->dev.id, n->tap_name, &n->tap_fd);
+}
+
+int net_check(const struct net_config *cfg)
+{
+    int fd;
+    int rc = open_tap_named(cfg->iface_id, cfg->host_dev_name, &fd);
+    if (rc == 0)
+        close(fd);
+    return rc;
 }
 
 int net_create(struct net_dev **out, const struct net_config *cfg, const struct guest_mem *mem)

@@ -32,6 +32,9 @@ extern const struct virtio_kind virtio_net_kind;
 struct net_dev;
 
 /* Open the tap and build the device; errors name the iface id and tap. */
+/* Open and set up cfg's tap as net_create() would, then close it: the
+ * check PUT /network-interfaces makes at the request. 0 or -errno. */
+int net_check(const struct net_config *cfg);
 int net_create(struct net_dev **out, const struct net_config *cfg, const struct guest_mem *mem);
 void net_destroy(struct net_dev *n);
 struct virtio_mmio *net_transport(struct net_dev *n);

@@ -69,8 +69,8 @@ static unsigned bits_for(unsigned n)
     return b;
 }
 
-/* Leaf 0xb / 0x1f: level 0 = SMT (one thread per core), level 1 = core. */
-static void topology_leaf(struct cpuid_table *t, uint32_t leaf, unsigned n_vcpus)
+/* Leaf 0xb / 0x1f: level 0 = SMT (`threads` per core), level 1 = core. */
+static void topology_leaf(struct cpuid_table *t, uint32_t leaf, unsigned n_vcpus, unsigned threads)
 {
     cpuid_remove_leaf(t, leaf);
     for (uint32_t sub = 0; sub < 3; sub++) {
@@ -79,8 +79,8 @@ static void topology_leaf(struct cpuid_table *t, uint32_t leaf, unsigned n_vcpus
             return;
         e->ecx = sub;
         if (sub == 0) {
-            e->eax = 0;
-            e->ebx = 1;
+            e->eax = bits_for(threads);
+            e->ebx = threads;
             e->ecx |= 1u << 8; /* SMT level */
         } else if (sub == 1) {
             e->eax = bits_for(n_vcpus);
@@ -90,8 +90,11 @@ static void topology_leaf(struct cpuid_table *t, uint32_t leaf, unsigned n_vcpus
     }
 }
 
-void cpuid_normalize(struct cpuid_table *t, unsigned n_vcpus, bool tsc_deadline)
+void cpuid_normalize(struct cpuid_table *t, unsigned n_vcpus, bool tsc_deadline, bool smt)
 {
+    /* SMT: vCPUs 2k and 2k+1 are the two threads of core k (APIC ids are the
+     * vCPU index, so bit 0 is the thread), as Firecracker's normalization. */
+    unsigned threads = smt && n_vcpus > 1 ? 2 : 1;
     struct kvm_cpuid_entry2 *e = cpuid_find(t, 0, 0);
     uint32_t max_leaf = e ? e->eax : 0;
 
@@ -113,8 +116,9 @@ void cpuid_normalize(struct cpuid_table *t, unsigned n_vcpus, bool tsc_deadline)
         if (e->function != 4)
             continue;
         unsigned level = (e->eax >> 5) & 7;
-        unsigned sharing = level >= 3 ? n_vcpus - 1 : 0;
-        unsigned cores = n_vcpus - 1 > 63 ? 63 : n_vcpus - 1;
+        unsigned sharing = level >= 3 ? n_vcpus - 1 : threads - 1;
+        unsigned n_cores = n_vcpus / threads;
+        unsigned cores = n_cores - 1 > 63 ? 63 : n_cores - 1;
         e->eax &= 0x3fff;
         e->eax |= (sharing & 0xfff) << 14;
         if (e->eax & 0x1f) /* a real cache entry */
@@ -124,9 +128,9 @@ void cpuid_normalize(struct cpuid_table *t, unsigned n_vcpus, bool tsc_deadline)
     if ((e = cpuid_find(t, 0xa, 0)))
         e->eax = e->ebx = e->ecx = e->edx = 0;
     if (max_leaf >= 0xb)
-        topology_leaf(t, 0xb, n_vcpus);
+        topology_leaf(t, 0xb, n_vcpus, threads);
     if (max_leaf >= 0x1f)
-        topology_leaf(t, 0x1f, n_vcpus);
+        topology_leaf(t, 0x1f, n_vcpus, threads);
 }
 
 void cpuid_for_vcpu(struct cpuid_table *t, unsigned index)

@@ -2,7 +2,8 @@
  *
  * The table starts from KVM_GET_SUPPORTED_CPUID and is normalized: the
  * hypervisor bit set, TSC-deadline advertised when KVM emulates it, APIC ids
- * and topology leaves (1, 4, 0xb, 0x1f) describing `n` single-thread cores,
+ * and topology leaves (1, 4, 0xb, 0x1f) describing `n` single-thread cores
+ * (or n/2 cores of two threads with machine-config.smt),
  * no PMU leaf (0xa). A CPU template file (Firecracker's custom template JSON:
  * "cpuid_modifiers" with per-register 32-bit bitmaps of 0/1/x, and
  * "msr_modifiers" with 64-bit bitmaps) is applied on top, so a host's quirks
@@ -46,7 +47,9 @@ struct cpu_template {
 };
 
 int cpuid_get_supported(int kvm_fd, struct cpuid_table *t);
-void cpuid_normalize(struct cpuid_table *t, unsigned n_vcpus, bool tsc_deadline);
+/* smt: two threads per core in leaves 1, 4, 0xb and 0x1f (n_vcpus is 1 or
+ * even); else n_vcpus single-thread cores. */
+void cpuid_normalize(struct cpuid_table *t, unsigned n_vcpus, bool tsc_deadline, bool smt);
 /* Per-vCPU fix-ups (APIC id) of a normalized table. */
 void cpuid_for_vcpu(struct cpuid_table *t, unsigned index);
 struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_table *t, uint32_t leaf, uint32_t subleaf);

@@ -12,9 +12,14 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "snapshot.h"
+#include "base/version.h"
+#include "cpuid.h"
+#include "../virtio/blk.h"
+#include "../virtio/net.h"
 #include "vm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef EMBER_VERSION
-#define EMBER_VERSION "0.1.0"
-#endif
-
 static void usage(FILE *f)
 {
     fprintf(
@@ -42,8 +43,9 @@ static void usage(FILE *f)
         "Runs one microVM, configured over Firecracker's REST API on a Unix socket\n"
         "and/or from Firecracker's JSON configuration format.\n"
         "\n"
-        "  --api-sock PATH           API socket (default /run/ember.socket); a stale socket\n"
-        "                            is replaced, a live one is an error\n"
+        "  --api-sock PATH           API socket (default /run/ember.socket, or\n"
+        "                            /run/firecracker.socket when run as `firecracker`); a\n"
+        "                            stale socket is replaced, a live one is an error\n"
         "  --http-api-max-payload-size N  largest request body in bytes (default 51200)\n"
         "  --blk-poll-us N           after a drive's queue runs empty, poll it N us (0-1000,\n"
         "                            default 20; 0: off) before waiting for the guest's kick\n"
@@ -63,12 +65,24 @@ static void usage(FILE *f)
         "  --level LEVEL             Error, Warning, Info (default), Debug, Trace or Off\n"
         "  --show-level              include the level in log lines\n"
         "  --show-log-origin         include file:line in log lines\n"
+        "  --module M                only log lines from source files under M (e.g. virtio,\n"
+        "                            api/routes.c; Firecracker's api_server means api)\n"
+        "  --start-time-us US        the process's start (CLOCK_MONOTONIC, us), as passed by\n"
+        "                            a jailer: process_startup_time_us counts from it\n"
+        "  --start-time-cpu-us US    the process CPU time at exec, as passed by a jailer\n"
+        "  --parent-cpu-time-us US   the jailer's own CPU time, added to\n"
+        "                            process_startup_time_cpu_us\n"
         "  --no-seccomp              do not install the seccomp filters (not for production)\n"
-        "  --seccomp-filter FILE     use the filters in FILE (from --export-seccomp of this\n"
-        "                            build) instead of the built-in ones\n"
+        "  --seccomp-filter FILE     use the filters in FILE instead of the built-in ones;\n"
+        "                            FILE is in Ember's format (written by --export-seccomp\n"
+        "                            of this build), not Firecracker's seccompiler output\n"
         "  --export-seccomp FILE     write this build's seccomp filters to FILE and exit\n"
         "  --describe-snapshot FILE  check a snapshot file and print what it holds, then exit\n"
-        "  --version                 print the version and exit\n"
+        "  --version                 print the version and exit: the Firecracker version\n"
+        "                            whose API Ember implements, then Ember's own\n"
+        "\n"
+        "Firecracker flags Ember refuses (with a message): --metadata, --mmds-size-limit\n"
+        "(Ember has no MMDS), --enable-pci (Ember has no PCI).\n"
         "  --help                    this text\n"
         "\n"
         "Exit status: 0 guest reset/reboot, 1 bad configuration or setup error, 2 unexpected\n"
@@ -98,6 +112,13 @@ enum {
     OPT_BLK_POLL_US,
     OPT_NET_POLL_US,
     OPT_DESCRIBE_SNAPSHOT,
+    OPT_MODULE,
+    OPT_START_TIME_US,
+    OPT_START_TIME_CPU_US,
+    OPT_PARENT_CPU_TIME_US,
+    OPT_METADATA,
+    OPT_MMDS_SIZE_LIMIT,
+    OPT_ENABLE_PCI,
 };
 
 static const struct option long_opts[] = {
@@ -122,6 +143,13 @@ static const struct option long_opts[] = {
     {"blk-poll-us", required_argument, NULL, OPT_BLK_POLL_US},
     {"net-poll-us", required_argument, NULL, OPT_NET_POLL_US},
     {"describe-snapshot", required_argument, NULL, OPT_DESCRIBE_SNAPSHOT},
+    {"module", required_argument, NULL, OPT_MODULE},
+    {"start-time-us", required_argument, NULL, OPT_START_TIME_US},
+    {"start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US},
+    {"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
+    {"metadata", required_argument, NULL, OPT_METADATA},
+    {"mmds-size-limit", required_argument, NULL, OPT_MMDS_SIZE_LIMIT},
+    {"enable-pci", no_argument, NULL, OPT_ENABLE_PCI},
     {NULL, 0, NULL, 0},
 };
 
@@ -134,6 +162,10 @@ struct flags {
     struct vm_options vm;
     const char *seccomp_filter, *export_seccomp;
     unsigned blk_poll_us, net_poll_us; /* for every drive / interface */
+    const char *module;                /* log filter */
+    /* From a jailer (Firecracker's flags): 0 when not given. */
+    unsigned long long start_time_us, start_time_cpu_us, parent_cpu_time_us;
+    bool has_start_time, has_start_time_cpu;
 };
 
 static int fail(const char *msg)
@@ -241,9 +273,50 @@ static int apply_flag(struct flags *f, int c, const char *arg)
                             : "--net-poll-us: expected microseconds from 0 to 1000");
         *(c == OPT_BLK_POLL_US ? &f->blk_poll_us : &f->net_poll_us) = (unsigned)v;
         return 0;
+    case OPT_MODULE:
+        if (!*arg)
+            return fail("--module: expected a module (source path prefix), e.g. virtio");
+        f->module = arg;
+        return 0;
+    case OPT_START_TIME_US:
+    case OPT_START_TIME_CPU_US:
+    case OPT_PARENT_CPU_TIME_US:
+        if (!parse_number(arg, 0, UINT64_MAX, &v))
+            return fail(c == OPT_START_TIME_US       ? "--start-time-us: expected microseconds"
+                        : c == OPT_START_TIME_CPU_US ? "--start-time-cpu-us: expected microseconds"
+                                                     : "--parent-cpu-time-us: expected "
+                                                       "microseconds");
+        if (c == OPT_START_TIME_US) {
+            f->start_time_us = v;
+            f->has_start_time = true;
+        } else if (c == OPT_START_TIME_CPU_US) {
+            f->start_time_cpu_us = v;
+            f->has_start_time_cpu = true;
+        } else {
+            f->parent_cpu_time_us = v;
+        }
+        return 0;
+    case OPT_METADATA:
+    case OPT_MMDS_SIZE_LIMIT:
+        return fail(c == OPT_METADATA
+                        ? "--metadata: Ember does not provide MMDS (the microVM metadata "
+                          "service), so it takes no metadata"
+                        : "--mmds-size-limit: Ember does not provide MMDS (the microVM metadata "
+                          "service)");
+    case OPT_ENABLE_PCI:
+        return fail("--enable-pci: Ember does not provide PCI; its devices are virtio-mmio");
     default:
         return -1;
     }
+}
+
+/* Invoked as `firecracker` (a link, or an installed copy under that name):
+ * Firecracker's defaults. */
+static bool invoked_as_firecracker(const char *argv0)
+{
+    const char *b = argv0 ? strrchr(argv0, '/') : NULL;
+    b = b ? b + 1 : argv0;
+    return b && strcmp(b, "firecracker") == 0;
 }
 
 /* The whole command line. Returns -1 to go on, else the exit status (0 after
@@ -251,7 +324,8 @@ static int apply_flag(struct flags *f, int c, const char *arg)
 static int parse_flags(int argc, char **argv, struct flags *f)
 {
     *f = (struct flags){
-        .api_sock = "/run/ember.socket",
+        .api_sock =
+            invoked_as_firecracker(argv[0]) ? "/run/firecracker.socket" : "/run/ember.socket",
         .instance_id = "anonymous-instance",
         .max_payload = HTTP_DEFAULT_MAX_PAYLOAD,
         .level = LOG_INFO,
@@ -264,7 +338,9 @@ static int parse_flags(int argc, char **argv, struct flags *f)
     int c;
     while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
         if (c == OPT_VERSION) {
-            printf("Ember v%s\n", EMBER_VERSION);
+            /* The second word is what clients gate on (Kata: >= 0.21.1). */
+            printf("Ember v%s (Firecracker API v%s; Ember %s)\n", EMBER_FC_VERSION,
+                   EMBER_FC_VERSION, EMBER_VERSION);
             return 0;
         }
         if (c == OPT_DESCRIBE_SNAPSHOT)
@@ -320,12 +396,17 @@ static int op_apply_logger(void *vmm, const struct vm_config *cfg)
 {
     (void)vmm;
     const struct logger_config *l = &cfg->logger;
-    log_set_level(l->level);
-    log_set_format(l->show_level, l->show_log_origin);
+    /* The file first: if it cannot be opened nothing has changed. */
     int rc = l->log_path ? log_open(l->log_path) : 0;
     if (!rc && l->log_path)
         rc = seccomp_log_path(l->log_path); /* seccomp: the SIGSYS line goes there too */
-    return rc;
+    if (!rc)
+        rc = log_set_module(l->module);
+    if (rc)
+        return rc;
+    log_set_level(l->level);
+    log_set_format(l->show_level, l->show_log_origin);
+    return 0;
 }
 
 static void on_metrics_timer(struct ev_handler *h, uint32_t events)
@@ -448,6 +529,51 @@ static int op_load_snapshot(void *vmm, struct vm_config *cfg, const struct snaps
     return 0;
 }
 
+/* The checks at the request (routes.h): the same opens InstanceStart makes. */
+static int op_check_boot_source(void *vmm, const struct boot_source *b)
+{
+    (void)vmm;
+    const char *const paths[] = {b->kernel_image_path, b->initrd_path};
+    const char *const names[] = {"kernel_image_path", "initrd_path"};
+    for (int i = 0; i < 2; i++) {
+        if (!paths[i])
+            continue;
+        int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            return err_set(-e, "boot-source.%s: cannot open %s: %s", names[i], paths[i],
+                           strerror(e));
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+static int op_check_drive(void *vmm, const struct drive_config *d)
+{
+    (void)vmm;
+    return blk_check(d);
+}
+
+static int op_check_net(void *vmm, const struct net_config *n)
+{
+    (void)vmm;
+    return net_check(n);
+}
+
+static int op_check_cpu_config(void *vmm, const char *json)
+{
+    (void)vmm;
+    static struct cpu_template tpl;
+    int rc = cpu_template_parse(json, &tpl);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", err_msg());
+        return err_set(rc, "cpu-config: %s", why);
+    }
+    return 0;
+}
+
 static const struct api_vm_ops vm_ops = {
     .create_snapshot = op_create_snapshot,
     .load_snapshot = op_load_snapshot,
@@ -459,6 +585,10 @@ static const struct api_vm_ops vm_ops = {
     .update_drive = op_update_drive,
     .update_net = op_update_net,
     .apply_logger = op_apply_logger,
+    .check_boot_source = op_check_boot_source,
+    .check_drive = op_check_drive,
+    .check_net = op_check_net,
+    .check_cpu_config = op_check_cpu_config,
 };
 
 /* SIGINT/SIGTERM: a running guest is stopped, then Ember exits cleanly
@@ -509,6 +639,8 @@ static int setup(struct main_ctx *m, char *msg, size_t cap)
         FAIL("%s", err_msg());
     log_set_level(f->level);
     log_set_format(f->show_level, f->show_origin);
+    if (f->module && log_set_module(f->module))
+        FAIL("--module: %s", err_msg());
     if (f->log_path && (log_open(f->log_path) || seccomp_log_path(f->log_path)))
         FAIL("%s", err_msg());
     if (f->no_seccomp)
@@ -518,6 +650,8 @@ static int setup(struct main_ctx *m, char *msg, size_t cap)
         FAIL("%s", err_msg());
     if (f->config_file && !a->cfg.has_boot_source)
         FAIL("boot-source: missing (kernel_image_path is required)");
+    if (a->cfg.cpu_config && op_check_cpu_config(m, a->cfg.cpu_config))
+        FAIL("%s", err_msg());
     if (a->cfg.has_logger && op_apply_logger(m, &a->cfg))
         FAIL("%s", err_msg());
     if (f->metrics_path && metrics_open(f->metrics_path))
@@ -536,8 +670,15 @@ static int setup(struct main_ctx *m, char *msg, size_t cap)
         FAIL("%s", err_msg());
     struct timespec cpu;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
-    metrics.process_startup_time_us = time_now_us() - time_start_us();
-    metrics.process_startup_time_cpu_us = cpu.tv_sec * 1000000ULL + cpu.tv_nsec / 1000;
+    /* As Firecracker: from the jailer's --start-time-us / --start-time-cpu-us
+     * (+ --parent-cpu-time-us) when given, else from our own exec. */
+    uint64_t now = time_now_us(), cpu_us = cpu.tv_sec * 1000000ULL + cpu.tv_nsec / 1000;
+    uint64_t t0 = f->has_start_time && f->start_time_us <= now ? f->start_time_us : time_start_us();
+    metrics.process_startup_time_us = now - t0;
+    metrics.process_startup_time_cpu_us =
+        (f->has_start_time_cpu && f->start_time_cpu_us <= cpu_us ? cpu_us - f->start_time_cpu_us
+                                                                 : cpu_us) +
+        f->parent_cpu_time_us;
     if (f->config_file) {
         m->boot_from_start = true;
         if (op_start(m, &a->cfg))

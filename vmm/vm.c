@@ -106,7 +106,7 @@ static uint64_t host_memory_bytes(void)
 }
 
 static int setup_memory(struct vm *vm, uint64_t mem_mib, const struct vm_options *opt,
-                        bool track_dirty)
+                        bool track_dirty, enum huge_pages huge_pages)
 {
     if (mem_mib < 2)
         return err_set(-EINVAL,
@@ -121,8 +121,8 @@ static int setup_memory(struct vm *vm, uint64_t mem_mib, const struct vm_options
                        (unsigned long long)mem_mib, (unsigned long long)(host >> 20));
     int rc = opt->mem_from_file ? guest_mem_map_file(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
                                                      LAYOUT_MMIO_GAP_END, opt->mem_fd)
-                                : guest_mem_init(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
-                                                 LAYOUT_MMIO_GAP_END);
+                                : guest_mem_init_huge(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
+                                                      LAYOUT_MMIO_GAP_END, huge_pages);
     if (rc)
         return rc;
     vm->track_dirty = track_dirty;
@@ -206,7 +206,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     }
     /* Memory slots first: once the irqchip exists, every slot change waits
      * for an SRCU grace period (measured: 0.1 ms before, 3-5 ms after). */
-    if ((rc = setup_memory(vm, cfg->machine.mem_size_mib, opt, cfg->machine.track_dirty_pages)))
+    if ((rc = setup_memory(vm, cfg->machine.mem_size_mib, opt, cfg->machine.track_dirty_pages,
+                           cfg->machine.huge_pages)))
         return rc;
     /* Virtio devices (files, taps, queue ioeventfds) also before the irqchip. */
     if ((rc = vdev_create_all(&vm->vdevs, cfg, &vm->mem, vm->vm_fd, &vm->mmio)))
@@ -225,7 +226,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     if ((rc = cpuid_get_supported(vm->kvm_fd, &vm->cpuid)))
         return rc;
     bool tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-    cpuid_normalize(&vm->cpuid, cfg->machine.vcpu_count, tsc_deadline);
+    cpuid_normalize(&vm->cpuid, cfg->machine.vcpu_count, tsc_deadline, cfg->machine.smt);
 
     if ((rc = setup_devices(vm, cfg)))
         return rc;
@@ -247,7 +248,13 @@ int vm_load_kernel(struct vm *vm, const struct vm_config *cfg, const struct vm_o
     struct cpu_template tpl;
     memset(&tpl, 0, sizeof(tpl));
     int rc;
-    if (opt->cpu_template_path) {
+    /* PUT /cpu-config (or the file's "cpu-config") wins over --cpu-template. */
+    if (cfg->cpu_config) {
+        if ((rc = cpu_template_parse(cfg->cpu_config, &tpl)))
+            return rc;
+        if ((rc = cpu_template_apply_cpuid(&tpl, &vm->cpuid)))
+            return rc;
+    } else if (opt->cpu_template_path) {
         if ((rc = cpu_template_load(opt->cpu_template_path, &tpl)))
             return rc;
         if ((rc = cpu_template_apply_cpuid(&tpl, &vm->cpuid)))

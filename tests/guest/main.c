@@ -159,6 +159,12 @@ void guest_main(u64 boot_ptr, u32 entry)
 		sig[12] = 0;
 		print("hypervisor-signature: %s\n", sig);
 		print("mptable: cpus=%u\n", cpus);
+		u32 l0[4], lb[4];
+		cpuid0(0, 0, l0);
+		if (l0[0] >= 0xb) { /* threads per core, from the SMT level of leaf 0xb */
+			cpuid0(0xb, 0, lb);
+			print("cpuid-smt-threads: %u\n", lb[1] & 0xffff);
+		}
 		print("cpus-started: %u\n", started);
 		mem_probe();
 	}

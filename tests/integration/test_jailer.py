@@ -463,8 +463,6 @@ def test_jailer_bad_inputs(ctx):
             (j.argv(id="a" * 65, ember_args=args), "--id", "id of 65 characters"),
             (j.argv(exec_file="/nonexistent/ember", ember_args=args),
              "--exec-file /nonexistent/ember", "missing exec file"),
-            (j.argv(uid=0, ember_args=args), "--allow-root", "uid 0"),
-            (j.argv(gid=0, ember_args=args), "--allow-root", "gid 0"),
             (j.argv(["--netns", "/etc/hostname"], args), "not a namespace file", "netns: a file"),
             (j.argv(["--netns", "/proc/self/ns/mnt"], args), "not a network namespace",
              "netns: a mount namespace"),

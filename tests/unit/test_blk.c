@@ -822,17 +822,17 @@ static void test_config_space(void **state)
     h_teardown(&h);
 }
 
+/* A size that is not whole sectors: as Firecracker, a warning and the whole
+ * sectors only (1000 bytes: capacity 1). */
 static void test_capacity_error(void **state)
 {
     struct h h;
     make_file(h.path, 1000, false);
     err_clear();
-    assert_int_equal(h_open(&h, "oddsize", false, CACHE_UNSAFE, engine_of(state)), -EINVAL);
-    assert_non_null(strstr(err_msg(), "oddsize"));
-    assert_non_null(strstr(err_msg(), h.path));
-    assert_non_null(strstr(err_msg(), "512"));
-    guest_mem_free(&h.gm);
-    unlink(h.path);
+    assert_int_equal(h_open(&h, "oddsize", false, CACHE_UNSAFE, engine_of(state)), 0);
+    assert_int_equal(reg_r(&h, VIRTIO_MMIO_CONFIG), 1);
+    assert_int_equal(reg_r(&h, VIRTIO_MMIO_CONFIG + 4), 0);
+    h_teardown(&h);
 }
 
 static void test_missing_file(void **state)

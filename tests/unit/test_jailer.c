@@ -110,15 +110,23 @@ static void test_args(void **state)
     assert_true(o.new_pid_ns);
     assert_false(o.daemonize);
     assert_string_equal(o.base_dir, JAIL_DEFAULT_BASE);
-    assert_string_equal(o.parent_cgroup, JAIL_DEFAULT_PARENT_CGROUP);
+    assert_string_equal(o.parent_cgroup, "ember"); /* the exec file's name */
     assert_int_equal(o.cgroup_version, 2);
     assert_int_equal(o.ember_argc, 3);
     assert_string_equal(o.ember_argv[0], "--no-api");
     assert_null(o.ember_argv[3]);
 
+    /* uid/gid 0 is accepted (as Firecracker's jailer; Kata passes 0 0). */
     char *root[] = {"j", "--id", "a", "--exec-file", "/e", "--uid", "0", "--gid", "5", NULL};
-    assert_int_equal(parse(&o, root), -EPERM);
-    assert_non_null(strstr(err_msg(), "--allow-root"));
+    assert_int_equal(parse(&o, root), 0);
+    assert_true(o.runs_as_root);
+    /* Invoked as `jailer`: Firecracker's defaults, cgroup v1 and the exec
+     * file's name as the parent cgroup. */
+    char *fc[] = {"/usr/bin/jailer", "--id", "a",     "--exec-file", "/usr/bin/firecracker",
+                  "--uid",           "0",    "--gid", "0",           NULL};
+    assert_int_equal(parse(&o, fc), 0);
+    assert_int_equal(o.cgroup_version, 1);
+    assert_string_equal(o.parent_cgroup, "firecracker");
     char *root_ok[] = {"j", "--id",  "a", "--exec-file",  "/e", "--uid",
                        "0", "--gid", "0", "--allow-root", NULL};
     assert_int_equal(parse(&o, root_ok), 0);

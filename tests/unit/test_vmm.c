@@ -309,7 +309,7 @@ static void test_cpuid_normalize(void **state)
     (void)state;
     static struct cpuid_table t;
     fake_table(&t);
-    cpuid_normalize(&t, 4, true);
+    cpuid_normalize(&t, 4, true, false);
     struct kvm_cpuid_entry2 *e = cpuid_find(&t, 1, 0);
     assert_true(e->ecx & (1u << 31));
     assert_true(e->ecx & (1u << 24));
@@ -350,7 +350,7 @@ static void test_cpu_template(void **state)
     assert_int_equal(tpl.msr[0].addr, 0x10a);
     assert_int_equal(tpl.msr[0].mask, 1);
     fake_table(&t);
-    cpuid_normalize(&t, 1, false);
+    cpuid_normalize(&t, 1, false, false);
     assert_int_equal(cpu_template_apply_cpuid(&tpl, &t), 0);
     assert_int_equal(cpuid_find(&t, 1, 0)->ecx, 0x1);
 

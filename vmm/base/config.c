@@ -75,6 +75,7 @@ void config_free(struct vm_config *cfg)
     config_logger_free(&cfg->logger);
     config_metrics_free(&cfg->metrics);
     config_serial_free(&cfg->serial);
+    free(cfg->cpu_config);
     config_init(cfg);
 }
 
@@ -103,8 +104,16 @@ int config_validate(const struct vm_config *cfg)
     if (m->mem_size_mib < 1 || m->mem_size_mib > CONFIG_MEM_MAX_MIB)
         return err_set(-EINVAL, "machine-config.mem_size_mib: must be between 1 and %u, got %llu",
                        CONFIG_MEM_MAX_MIB, (unsigned long long)m->mem_size_mib);
-    if (m->smt)
-        return err_set(-EINVAL, "machine-config.smt: Ember does not provide SMT; must be false");
+    if (m->smt && m->vcpu_count > 1 && m->vcpu_count % 2)
+        return err_set(-EINVAL,
+                       "machine-config.vcpu_count: must be 1 or an even number when smt is true, "
+                       "got %u",
+                       m->vcpu_count);
+    if (m->huge_pages != HUGE_PAGES_NONE && m->mem_size_mib % 2)
+        return err_set(-EINVAL,
+                       "machine-config.mem_size_mib: must be a multiple of 2 MiB with huge_pages, "
+                       "got %llu",
+                       (unsigned long long)m->mem_size_mib);
     if (cfg->has_boot_source && !cfg->boot.kernel_image_path)
         return err_set(-EINVAL, "boot-source.kernel_image_path: missing required field");
 
@@ -131,15 +140,17 @@ int config_validate(const struct vm_config *cfg)
                                "device (drives[%d] \"%s\" already is)",
                                i, root, cfg->drives[root].drive_id);
             root = i;
-        } else if (d->partuuid) {
-            return err_set(-EINVAL, "drives[%d].partuuid: only allowed when is_root_device is true",
-                           i);
         }
     }
 
     if (cfg->n_nets < 0 || cfg->n_nets > CONFIG_MAX_NETS)
         return err_set(-EINVAL, "network-interfaces: at most %d interfaces, got %d",
                        CONFIG_MAX_NETS, cfg->n_nets);
+    if (cfg->n_drives + cfg->n_nets > CONFIG_MAX_DEVICES)
+        return err_set(-EINVAL,
+                       "drives, network-interfaces: at most %d devices in all (one interrupt line "
+                       "each), got %d drives and %d interfaces",
+                       CONFIG_MAX_DEVICES, cfg->n_drives, cfg->n_nets);
     for (int i = 0; i < cfg->n_nets; i++) {
         const struct net_config *n = &cfg->nets[i];
         if (!config_id_valid(n->iface_id))

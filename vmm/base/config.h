@@ -11,11 +11,15 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_VCPUS 32
-#define CONFIG_MAX_DRIVES 16
-#define CONFIG_MAX_NETS 8
-#define CONFIG_ID_MAX 64              /* drive_id / iface_id: [A-Za-z0-9_]{1,64} */
-#define CONFIG_PATH_MAX 4095          /* host paths, bytes */
-#define CONFIG_BOOT_ARGS_MAX 4095     /* boot_args, bytes (the kernel's limit is checked at boot) */
+/* Firecracker's limit on devices is its device slots: one GSI each, 5..23 of
+ * the IOAPIC's 24 pins, 19 devices of any kind (Ember's VDEV_MAX too). */
+#define CONFIG_MAX_DEVICES 19
+#define CONFIG_MAX_DRIVES CONFIG_MAX_DEVICES
+#define CONFIG_MAX_NETS CONFIG_MAX_DEVICES
+#define CONFIG_ID_MAX 64     /* drive_id / iface_id: [A-Za-z0-9_]{1,64} */
+#define CONFIG_PATH_MAX 4095 /* host paths, bytes */
+#define CONFIG_BOOT_ARGS_MAX                                                                       \
+    2047 /* boot_args, bytes: Firecracker's x86 limit (2048 with the NUL) */
 #define CONFIG_MEM_MAX_MIB (1u << 20) /* 1 TiB; the VMM checks what the host can map */
 #define CONFIG_MAX_METRICS_PROPS 64
 /* A device's busy-poll budget after its ring runs empty (Ember's own option,
@@ -46,15 +50,19 @@ struct boot_source {
     char *boot_args;         /* NULL: Ember's default */
 };
 
+/* machine-config.huge_pages: how guest RAM is backed. */
+enum huge_pages { HUGE_PAGES_NONE = 0, HUGE_PAGES_2M, HUGE_PAGES_TRANSPARENT };
+
 struct machine_config {
-    unsigned vcpu_count;   /* 1..32 */
-    uint64_t mem_size_mib; /* >= 1 */
-    bool smt;
+    unsigned vcpu_count;   /* 1..32; 1 or even when smt */
+    uint64_t mem_size_mib; /* >= 1; a multiple of 2 with huge pages */
+    bool smt;              /* two threads per core in the guest's CPUID topology */
     bool track_dirty_pages;
-    /* NULL or a path to Ember's CPU template JSON file. Never set from
+    enum huge_pages huge_pages;
+    /* NULL or a path to a CPU template JSON file. Never set from
      * Firecracker's JSON: there `cpu_template` accepts only "None" (Ember has
-     * no static templates, and no SMT or huge pages either); the file comes
-     * from Ember's own command-line flag and is not part of GET /vm/config. */
+     * no static templates); the file comes from Ember's own command-line
+     * flag and is not part of GET /vm/config. */
     char *cpu_template;
 };
 
@@ -127,6 +135,9 @@ struct vm_config {
     struct metrics_config metrics;
     bool has_serial;
     struct serial_config serial;
+    /* PUT /cpu-config / "cpu-config": a custom CPU template as JSON text
+     * (validated by the VMM), or NULL. Applied over --cpu-template's file. */
+    char *cpu_config;
 };
 
 /* Defaults: 1 vCPU, 128 MiB, smt false, no devices. */

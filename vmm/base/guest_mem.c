@@ -33,6 +33,52 @@ int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint
     return 0;
 }
 
+/* machine-config.huge_pages: "2M" maps hugetlbfs pages up front (without
+ * MAP_NORESERVE, so a host without enough reserved pages fails here rather
+ * than with SIGBUS at the guest's first touch); "Transparent" is the usual
+ * lazy mapping with MADV_HUGEPAGE. Whole 2 MiB pages only. */
+int guest_mem_init_huge(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
+                        enum huge_pages hp)
+{
+    const uint64_t huge = 2ull << 20;
+    if (hp != HUGE_PAGES_NONE && (size % huge || gap_start % huge))
+        return err_set(-EINVAL, "machine-config.mem_size_mib: %llu MiB is not whole 2 MiB pages",
+                       (unsigned long long)(size >> 20));
+    if (hp != HUGE_PAGES_2M) {
+        int rc = guest_mem_init(gm, size, gap_start, gap_end);
+        if (rc || hp == HUGE_PAGES_NONE)
+            return rc;
+        if (madvise(gm->host, size, MADV_HUGEPAGE) < 0) {
+            int e = errno;
+            guest_mem_free(gm);
+            return err_set(-e,
+                           "machine-config.huge_pages: madvise(MADV_HUGEPAGE): %s "
+                           "(transparent huge pages off in this kernel?)",
+                           strerror(e));
+        }
+        return 0;
+    }
+    int rc = guest_mem_init(gm, huge, gap_start, gap_end); /* the argument checks */
+    if (rc)
+        return rc;
+    guest_mem_free(gm);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        return err_set(-e,
+                       "machine-config.huge_pages: cannot map %llu MiB of 2M huge pages: %s "
+                       "(are %llu pages reserved in /proc/sys/vm/nr_hugepages?)",
+                       (unsigned long long)(size >> 20), strerror(e),
+                       (unsigned long long)(size / huge));
+    }
+    gm->host = p;
+    gm->size = size;
+    gm->low_size = size < gap_start ? size : gap_start;
+    gm->high_gpa = gap_end;
+    return 0;
+}
+
 int guest_mem_map_file(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
                        int fd)
 {

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 struct guest_mem {
     uint8_t *host;     /* start of the mapping */
     uint64_t size;     /* total RAM bytes */
@@ -43,6 +45,11 @@ struct gm_region {
 /* Map `size` bytes (a multiple of 4 KiB, > 0) of lazily-allocated RAM around
  * the MMIO gap [gap_start, gap_end) (page-aligned, gap_start > 0). */
 int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end);
+/* The same, backed as machine-config.huge_pages says: HUGE_PAGES_2M on
+ * hugetlbfs pages (reserved by the host; mapped at once), TRANSPARENT with
+ * MADV_HUGEPAGE; size a multiple of 2 MiB for both. */
+int guest_mem_init_huge(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
+                        enum huge_pages hp);
 /* The same layout over the memory file `fd` (exactly `size` bytes), mapped
  * MAP_PRIVATE: reads see the file, writes stay private. gm takes the fd. */
 int guest_mem_map_file(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,

@@ -22,6 +22,7 @@ static int log_fd = STDERR_FILENO;
 static atomic_uint_fast64_t log_drops;
 static __thread char thread_name[16] = "main";
 static uint64_t start_us;
+static char log_module[128]; /* "": no filter */
 
 /* The one table of levels: Firecracker's names (its API and flags) and the
  * tags in log lines. */
@@ -86,6 +87,33 @@ int log_open(const char *path)
     return 0;
 }
 
+int log_set_module(const char *module)
+{
+    char m[sizeof(log_module)];
+    size_t n = 0;
+    if (!module)
+        module = "";
+    const char *c = module;
+    if (strncmp(c, "api_server", 10) == 0) { /* Firecracker's API crate: our api/ */
+        memcpy(m, "api", 3);
+        n = 3;
+        c += 10;
+    }
+    for (; *c; c++) {
+        if (n + 1 >= sizeof(m))
+            return err_set(-EINVAL, "module %s: too long", module);
+        if (c[0] == ':' && c[1] == ':') {
+            m[n++] = '/';
+            c++;
+        } else {
+            m[n++] = *c;
+        }
+    }
+    m[n] = '\0';
+    memcpy(log_module, m, n + 1);
+    return 0;
+}
+
 bool log_on_stderr(void)
 {
     return log_fd == STDERR_FILENO;
@@ -99,6 +127,8 @@ uint64_t log_dropped(void)
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
 {
     if (level > log_level || log_level == LOG_OFF)
+        return;
+    if (log_module[0] && strncmp(file, log_module, strlen(log_module)) != 0)
         return;
     char buf[1024];
     struct timespec ts;

@@ -20,6 +20,11 @@ const char *log_level_name(enum log_level level);
 void log_set_id(const char *id);
 void log_set_level(enum log_level level);
 void log_set_format(bool show_level, bool show_origin);
+/* Only log lines from source files whose path starts with `module` (e.g.
+ * "virtio", "api/routes.c"); Firecracker's crate paths are mapped
+ * ("api_server" -> "api", "vmm::devices" -> "vmm/devices"). NULL or "": no
+ * filter. Set before other threads log. 0 or -EINVAL (too long). */
+int log_set_module(const char *module);
 /* Name of the calling thread as printed in log lines ("main", "vcpu 0"). */
 void log_set_thread_name(const char *name);
 /* Send log lines to `path` (file appended to, or FIFO opened non-blocking). */
