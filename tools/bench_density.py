@@ -497,7 +497,7 @@ class EmberJailer(EmberApi):
 
     def argv(self, vm, sock):
         a = self.r.a
-        cmd = [a.jailer, "--id", vm.jail, "--exec-file", a.ember, "--uid", str(a.uid),
+        cmd = [a.jailer, "--id", vm.jail, "--exec-file", self.r.jail_exec, "--uid", str(a.uid),
                "--gid", str(a.uid), "--chroot-base-dir", self.r.jailbase,
                "--cgroup-version", "2", "--parent-cgroup", self.r.tag]
         for c in a.jailer_cgroup:
@@ -580,6 +580,11 @@ class Run:
                 shutil.copy(src.initrd, self.initrd)
                 os.chmod(self.initrd, 0o644)
             os.chmod(self.dir, 0o755)
+        # ember-jailer hard-links --exec-file into each jail when both are on one file system
+        # (else it copies it, per VM): one copy of Ember here, beside the jails.
+        self.jail_exec = os.path.join(self.dir, os.path.basename(a.ember))
+        shutil.copy(a.ember, self.jail_exec)
+        os.chmod(self.jail_exec, 0o755)
         self.trivial = os.path.join(self.dir, "trivial")
         with open(self.trivial, "wb") as f:
             f.write(static_elf(TRIVIAL_CODE))
@@ -606,6 +611,10 @@ class Run:
         now_net = sorted(os.listdir("/sys/class/net"))
         out["net_interfaces"] = sorted(set(now_net) - set(base["net"]))
         out["cgroups"] = sorted(cgroup_dirs() - base["cgroups"])
+        try:  # the <exec name> level of <base>/<exec name>/<id>/root is the harness's own
+            os.rmdir(os.path.join(self.jailbase, os.path.basename(self.a.ember)))
+        except OSError:
+            pass
         jails = []
         for d, dirs, files in os.walk(self.jailbase):
             jails += [os.path.join(d, x) for x in dirs + files]
@@ -784,6 +793,7 @@ def print_density(res):
     lk = res["leaks"]
     print("  %-12s N=%-5d up %d/%d%s  start p50 %s ms p99 %s ms  %s VMs/s  "
           "host %.2f MiB/VM (slab %.3f, KVM page tables %.3f)  PSS %s MiB  RSS %s MiB  "
+          "(THP %.1f MiB in all, guest RAM resident %s MiB)  "
           "threads %s  fds %s  idle CPU %.3f ms/s, %.2f wakeups/s per VM  teardown %.2f s  "
           "leaks: %s" % (
               res["vmm"], res["N"], res["up"], res["N"],
@@ -793,7 +803,9 @@ def print_density(res):
               "%.1f" % res["rate_vms_per_s"] if res["rate_vms_per_s"] else "-",
               res["mem_available_drop_mib_per_vm"], res["slab_mib_per_vm"],
               res["sec_page_tables_mib_per_vm"], fmt_stat(res["pss_mib"], "median", 3),
-              fmt_stat(res["rss_mib"], "median", 3), fmt_stat(res["threads"], "median", 0),
+              fmt_stat(res["rss_mib"], "median", 3), res["anon_huge_mib_sum"],
+              fmt_stat(res["guest_ram_rss_mib"], "median", 3),
+              fmt_stat(res["threads"], "median", 0),
               fmt_stat(res["fds"], "median", 0), res["idle_cpu_ms_per_vm_per_s"],
               res["idle_ctx_switches_per_vm_per_s"], res["teardown_s"],
               "none" if lk["ok"] else json.dumps({k: v for k, v in lk.items() if k != "ok"})),
