@@ -1092,9 +1092,12 @@ def cmd_plot(a):
         ax1.plot(ns, [r["mem_available_drop_mib_per_vm"] for r in rs], "o-", label=vmm)
         ax2.plot(ns, [r["start_ms"]["p50"] for r in rs], "o-", label=vmm + " p50")
         ax2.plot(ns, [r["start_ms"]["p99"] for r in rs], "x--", label=vmm + " p99")
+    allns = sorted({r["N"] for r in results})
+    ax2.set_yscale("log")
     for ax in (ax1, ax2):
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_xticks(allns)
+        ax.set_xticklabels([str(n) for n in allns])
         ax.set_xlabel("N (idle VMs at once)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
