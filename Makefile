@@ -50,7 +50,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 .PHONY: all ember jailer guest snap-tools units testhooks sanitize images install test test-fast test-slow \
         unit integration-fast integration-slow integration-nested integration-sanitize deps demo \
-        bench format clean help fuzz fuzz-smoke fuzz-merge
+        bench bench-density floor format clean help fuzz fuzz-smoke fuzz-merge
 
 all: ember jailer guest snap-tools
 
@@ -100,6 +100,12 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIBS_ALL)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(UNIT_LDFLAGS) -o $@ $< $(LIBS_ALL) $(LIBS) -lcmocka
 
 units: $(UNIT_BIN)
+
+# The raw-KVM floor (tools/kvm_floor.c), static like ember: what exec -> exit costs at least.
+$(BUILD)/kvm-floor: tools/kvm_floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $(STATIC) -o $@ $<
+floor: $(BUILD)/kvm-floor
 
 # The layer check: includes (tests/check_layers.py), then each layer linked whole with only the
 # layers below it into a throwaway program (an upward call is an undefined symbol).
@@ -219,6 +225,24 @@ bench: all images
 	  --images $(BUILD)/images --linux
 	$(PYTHON) tools/bench_nested.py
 
+# Density (tools/bench_density.py): N idle test guests at once, Ember through the API and the
+# jailer next to QEMU's microvm and a trivial process, in one nested machine of DENSITY_MEM MiB;
+# the floor, and churn. JSON in $(BUILD)/density/, the plot in docs/density.png.
+DENSITY_N ?= 10,100,500,1000
+DENSITY_QEMU_MAX ?= 500
+DENSITY_CYCLES ?= 1000
+DENSITY_MEM ?= 16384
+DENSITY = $(PYTHON) tools/bench_density.py
+DENSITY_ARGS = --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
+bench-density: all floor
+	@mkdir -p $(BUILD)/density
+	$(WITH_KVM) -t $(KVM_LIMIT) -m $(DENSITY_MEM) -- bash -c '\
+	  $(DENSITY) floor $(DENSITY_ARGS) --floor $(BUILD)/kvm-floor --json $(BUILD)/density/floor.json && \
+	  $(DENSITY) density $(DENSITY_ARGS) -N $(DENSITY_N) --qemu-max $(DENSITY_QEMU_MAX) \
+	    --json $(BUILD)/density/density.json && \
+	  $(DENSITY) churn $(DENSITY_ARGS) --cycles $(DENSITY_CYCLES) --json $(BUILD)/density/churn.json'
+	$(DENSITY) plot $(BUILD)/density/density.json --png docs/density.png
+
 install: ember jailer
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/ember $(DESTDIR)$(PREFIX)/bin/ember
@@ -246,6 +270,7 @@ help:
 	@echo "make images     build the Linux guest images (cached outside the checkout)"
 	@echo "make demo       build everything and boot a demo guest"
 	@echo "make bench      boot benchmark against QEMU microvm"
+	@echo "make bench-density  N idle VMs at once, the raw-KVM floor, churn (tools/bench_density.py)"
 	@echo "make install PREFIX=/usr/local   (also links firecracker and jailer; FC_LINKS=0: not)"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -689,20 +689,26 @@ static int apply_rlimits(struct jail *j)
     return 0;
 }
 
-/* Enable `ctl` in `dir`'s cgroup.subtree_control unless it already is. */
+/* Enable `ctl` in `dir`'s cgroup.subtree_control. Always by a write, even when the controller
+ * is listed already: the kernel lists it as soon as another jailer's write has begun, before
+ * its files exist in the children (our leaf among them); our own write returns only once they
+ * do (it waits for the other on cgroup_mutex). Parallel starts under one parent raced here
+ * ("no such cgroup file"). A write that fails is fine if the controller is listed (a
+ * subtree_control we may not write, e.g. a delegated root). */
 static int enable_controller(const char *dir, const char *ctl)
 {
     char path[PATH_MAX + 32], cur[1024], req[80];
     snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
+    snprintf(req, sizeof(req), "+%s", ctl);
+    int w = write_file(path, req);
+    if (w == 0)
+        return 0;
     int r = read_small(path, cur, sizeof(cur));
     if (r < 0)
         return err_set(r, "%s: %s", path, strerror(-r));
     if (list_has(cur, ctl, ' '))
         return 0;
-    snprintf(req, sizeof(req), "+%s", ctl);
-    if ((r = write_file(path, req)) < 0)
-        return err_set(r, "%s: cannot enable the %s controller: %s", path, ctl, strerror(-r));
-    return 0;
+    return err_set(w, "%s: cannot enable the %s controller: %s", path, ctl, strerror(-w));
 }
 
 static int setup_cgroups(struct jail *j)

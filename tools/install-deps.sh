@@ -11,6 +11,7 @@ PKGS=(
   busybox-static linux-source-6.1    # guest images
   bc bison flex libelf-dev libssl-dev cpio e2fsprogs xz-utils dwarves lz4  # kernel build
   qemu-system-x86                    # the benchmark peer only
+  python3-matplotlib                 # make bench-density draws its plot
   fio                                # host-side disk figures next to the guests'
   iproute2 iputils-ping              # taps in network namespaces (tests)
 )

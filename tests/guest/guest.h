@@ -37,6 +37,7 @@ struct options {
 	int fault_triple, fault_ud, exit_debug, smp_off;
 	int counter_set;
 	int fault_panic, quiet;
+	int idle; /* idle: halt with interrupts off after the report (density runs) */
 	u64 counter;
 	u64 echo; /* echo=N: read N console bytes, print them back */
 };

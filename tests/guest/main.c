@@ -26,6 +26,8 @@ static void parse_options(const char *s)
 			opt.fault_panic = (s[n] == ' ' || !s[n]);
 		else if ((n = strncmp_prefix(s, "quiet")))
 			opt.quiet = (s[n] == ' ' || !s[n]);
+		else if ((n = strncmp_prefix(s, "idle")))
+			opt.idle = (s[n] == ' ' || !s[n]);
 		else if ((n = strncmp_prefix(s, "exit=debug")))
 			opt.exit_debug = (s[n] == ' ' || !s[n]);
 		else if ((n = strncmp_prefix(s, "smp=0")))
@@ -210,6 +212,12 @@ void guest_main(u64 boot_ptr, u32 entry)
 			}
 			delay_cycles(30000000); /* ~10 ms */
 		}
+	}
+	if (opt.idle) {
+		/* Idle for density runs: one line, then halted with interrupts off, so
+		 * the vCPU never wakes again; the VMM is stopped from outside. */
+		print("guest: idle\n");
+		sys_simple(SYS_HALT);
 	}
 	print("guest: done\n");
 

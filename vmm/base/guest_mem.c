@@ -26,6 +26,11 @@ int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint
         return err_set(-e, "cannot map %llu MiB of guest memory: %s",
                        (unsigned long long)(size >> 20), strerror(e));
     }
+    /* 4 KiB pages for guest RAM: with transparent huge pages "always" each 2 MiB region
+     * the guest touches would cost 2 MiB of host memory (an idle test guest: 2 MiB instead
+     * of 0.4 MiB resident, depending on where the mapping lands). Advice only: a host
+     * without THP refuses it, which changes nothing. */
+    (void)madvise(p, size, MADV_NOHUGEPAGE);
     gm->host = p;
     gm->size = size;
     gm->low_size = size < gap_start ? size : gap_start;
