@@ -509,27 +509,16 @@ static int op_create_snapshot(void *vmm, const struct vm_config *cfg,
 static int op_load_snapshot(void *vmm, struct vm_config *cfg, const struct snapshot_load_params *p)
 {
     struct main_ctx *m = vmm;
-    uint64_t t0 = time_now_us();
-    struct timespec c0, c1;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     m->vm_created = true;
     int rc = snapshot_load(&m->vm, cfg, p, &m->f.vm, &m->ev);
     if (rc) {
         m->vm_created = false;
         return rc;
     }
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-    /* The boot timer fires again: the guest's next write counts from the load. */
-    m->vm.boot_timer.start_us = t0;
-    m->vm.boot_timer.boot_time_us = 0;
-    long long cpu = (c1.tv_sec - c0.tv_sec) * 1000000LL + (c1.tv_nsec - c0.tv_nsec) / 1000;
-    log_info("snapshot loaded in %llu us (%lld us of CPU)",
-             (unsigned long long)(time_now_us() - t0), cpu);
     start_metrics_timer(m);
     return 0;
 }
 
-/* The checks at the request (routes.h): the same opens InstanceStart makes. */
 static int op_check_boot_source(void *vmm, const struct boot_source *b)
 {
     (void)vmm;

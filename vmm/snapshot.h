@@ -49,7 +49,8 @@ int snapshot_create(struct vm *vm, const struct vm_config *cfg,
 /* Build *vm from the snapshot (vm_create, state restored, attached to `ev`,
  * vCPU threads started; paused unless p->resume_vm). *cfg receives the
  * restored configuration (its cpu_template kept). On failure *vm is destroyed
- * and *cfg is untouched. */
+ * and *cfg is untouched. The boot timer is re-armed: the guest's next write to
+ * its port is logged as the time from the load. */
 int snapshot_load(struct vm *vm, struct vm_config *cfg, const struct snapshot_load_params *p,
                   const struct vm_options *opt, struct evloop *ev);
 
