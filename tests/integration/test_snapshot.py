@@ -450,3 +450,89 @@ def test_snapshot_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "10"))):
             vm.kill()
         for name in names:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+LOOP_SH = """#!/bin/sh
+i=0
+while true; do
+    i=$((i + 1))
+    if ping -c 1 -W 3 %(host)s >/dev/null 2>&1; then p=ok; else p=fail; fi
+    echo $i >/ember-marker && sync
+    echo "ember-tick $i $(date +%%s) ping=$p"
+    sleep 1
+done
+"""
+
+
+@test("slow", timeout=1500)
+def test_snapshot_linux_userspace(ctx):
+    """Linux booted to user space (root on virtio-blk, eth0 on a tap), snapshotted while its loop
+    runs, restored in a new process: the loop goes on, each tick pings the host (the network
+    answers) and writes its number to the root disk (the disk works: the host reads it back),
+    and the guest's clock (clock_realtime) keeps its distance from the host's."""
+    from test_linux import HOST_IP as LX_HOST, GUEST_IP as LX_GUEST, GUEST_MAC as LX_MAC
+    from test_linux import TapNS, linux_args, sh
+    disk = os.path.join(ctx.workdir, "rootfs.ext4")
+    shutil.copyfile(ctx.image("rootfs.ext4"), disk)
+    script = os.path.join(ctx.workdir, "loop.sh")
+    with open(script, "w") as f:
+        f.write(LOOP_SH % {"host": LX_HOST})
+    sh("debugfs", "-w", "-R", "write %s /loop.sh" % script, disk)
+    args = linux_args(ctx, 'ip=%s::%s:255.255.255.0::eth0:off ember.cmd="sh /loop.sh"' % (
+        LX_GUEST, LX_HOST))
+    tick = re.compile(r"^ember-tick (\d+) (\d+) ping=(\w+)\r?$", re.M)
+
+    def ticks(vm):
+        return [(int(a), int(b), c) for a, b, c in tick.findall(vm.console())]
+
+    with TapNS() as ns:
+        prefix = ["ip", "netns", "exec", ns.name]
+        a = Vmm(ctx, "a", prefix=prefix)
+        try:
+            a.ok("PUT", "/boot-source", {"kernel_image_path": ctx.image("vmlinux"),
+                                         "boot_args": args})
+            a.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 256})
+            a.ok("PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": disk,
+                                           "is_root_device": True, "is_read_only": False})
+            a.ok("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": ns.tap,
+                                                     "guest_mac": LX_MAC})
+            a.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+            wait_until(lambda: sum(1 for t in ticks(a) if t[2] == "ok") >= 3 or
+                       a.proc.poll() is not None, 900, "three ticks with a ping answered")
+            check(a.proc.poll() is None, "Linux ended:\n" + a.console()[-3000:])
+            a.ok("PATCH", "/vm", {"state": "Paused"})
+            host_at_pause = time.time()
+            before = ticks(a)
+            snap, mem = snapshot(a, "linux")
+        finally:
+            a.kill()
+        offset_before = before[-1][1] - host_at_pause
+        time.sleep(3)  # the gap a realtime clock restore must cover
+        b = Vmm(ctx, "b", prefix=prefix)
+        try:
+            load(b, snap, mem, clock_realtime=True)
+            last = before[-1][0]
+            wait_until(lambda: sum(1 for t in ticks(b) if t[0] > last and t[2] == "ok") >= 3 or
+                       b.proc.poll() is not None, 300, "three ticks after the restore")
+            after = [t for t in ticks(b) if t[0] > last]
+            check(b.proc.poll() is None and len(after) >= 3,
+                  "no ticks after the restore:\n" + b.console()[-3000:] + b.log()[-2000:])
+            b.ok("PATCH", "/vm", {"state": "Paused"})
+            host_now = time.time()
+            final = ticks(b)
+        finally:
+            b.kill()
+    seq = [t[0] for t in before] + [t[0] for t in final if t[0] > before[-1][0]]
+    contiguous(seq, "the guest's loop across the restore")
+    check(all(t[2] == "ok" for t in final[-3:]), "pings after the restore: %r" % final[-3:])
+    stamps = [t[1] for t in before + final]
+    check(stamps == sorted(stamps), "guest time went backwards: %r" % stamps)
+    offset_after = final[-1][1] - host_now
+    check(abs(offset_after - offset_before) <= 4,
+          "guest clock %+.1f s from the host's before the snapshot, %+.1f s after the restore"
+          % (offset_before, offset_after))
+    marker = int(sh("debugfs", "-R", "cat /ember-marker", disk).stdout.strip() or 0)
+    check(marker > before[-1][0], "the disk holds tick %d, the guest reached %d before the snapshot"
+          % (marker, before[-1][0]))
+    for bad in ("soft lockup", "self-detected stall", "hung_task", "Oops"):
+        check(bad not in b.console(), "%r on the console after the restore" % bad)
