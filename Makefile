@@ -50,7 +50,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 .PHONY: all ember jailer guest snap-tools units testhooks sanitize images install test test-fast test-slow \
         unit integration-fast integration-slow integration-nested integration-sanitize deps demo \
-        bench bench-density floor format clean help fuzz fuzz-smoke fuzz-merge
+        bench bench-snapshot bench-density floor format clean help fuzz fuzz-smoke fuzz-merge
 
 all: ember jailer guest snap-tools
 
@@ -234,6 +234,15 @@ DENSITY_CYCLES ?= 1000
 DENSITY_MEM ?= 16384
 DENSITY = $(PYTHON) tools/bench_density.py
 DENSITY_ARGS = --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
+# Snapshots: create, load, load -> first guest write vs cold boots and QEMU's -incoming restore,
+# and host memory for N clones of one snapshot vs N cold boots (tools/bench_snapshot.py).
+SNAP_CLONES ?= 1,10,100
+bench-snapshot: all
+	@mkdir -p $(BUILD)/bench
+	$(WITH_KVM) -t $(KVM_LIMIT) -m 16384 -- $(PYTHON) tools/bench_snapshot.py --ember $(BUILD)/ember \
+	  --guest-dir $(BUILD)/guest --clones $(SNAP_CLONES) --json $(BUILD)/bench/snapshot.json \
+	  --png $(BUILD)/bench/snapshot-memory.png
+
 bench-density: all floor
 	@mkdir -p $(BUILD)/density
 	$(WITH_KVM) -t $(KVM_LIMIT) -m $(DENSITY_MEM) -- bash -c '\
@@ -270,6 +279,7 @@ help:
 	@echo "make images     build the Linux guest images (cached outside the checkout)"
 	@echo "make demo       build everything and boot a demo guest"
 	@echo "make bench      boot benchmark against QEMU microvm"
+	@echo "make bench-snapshot  snapshot create/restore vs cold boot and QEMU; clone memory"
 	@echo "make bench-density  N idle VMs at once, the raw-KVM floor, churn (tools/bench_density.py)"
 	@echo "make install PREFIX=/usr/local   (also links firecracker and jailer; FC_LINKS=0: not)"
 
