@@ -212,10 +212,11 @@ int snapr_parse(struct snap_reader *r, const uint8_t *data, size_t len, const ch
         off += (s->len + 7) & ~7ull;
         for (uint32_t k = 0; k < i; k++)
             if (r->sections[k].type == s->type && r->sections[k].index == s->index) {
+                uint32_t type = s->type, index = s->index; /* s is in the array freed next */
                 free(r->sections);
                 r->sections = NULL;
-                return err_set(-EINVAL, "snapshot %s: section %u/%u appears twice", what, s->type,
-                               s->index);
+                return err_set(-EINVAL, "snapshot %s: section %u/%u appears twice", what, type,
+                               index);
             }
     }
     if (off != plen)
