@@ -134,7 +134,7 @@ guest: $(GUEST_IMAGES)
 sanitize:
 	$(MAKE) BUILD=build/sanitize STATIC= OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -U_FORTIFY_SOURCE" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" ember jailer units testhooks
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" ember jailer units testhooks snap-tools
 
 # Linux guest images from Debian's linux-source and busybox-static, cached
 # outside the checkout (resources/build-images.sh says where).
