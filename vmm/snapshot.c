@@ -43,7 +43,8 @@ struct snap_device {
     uint8_t pad[7];
     struct vmmio_state t;
     uint32_t own_len;
-    uint8_t own[VIRTIO_DEV_STATE_MAX];
+    /* The kind's own state struct is written and read in place: keep it aligned. */
+    uint8_t own[VIRTIO_DEV_STATE_MAX] __attribute__((aligned(8)));
 };
 
 static uint32_t state_layout(void)
