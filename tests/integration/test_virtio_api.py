@@ -120,10 +120,8 @@ def test_drive_patch_path_config_change(ctx):
         e.bad("PATCH", "/drives/d0", {"drive_id": "d0", "path_on_host": 5}, "path_on_host")
         missing = os.path.join(ctx.workdir, "missing.img")
         e.bad("PATCH", "/drives/d0", {"drive_id": "d0", "path_on_host": missing}, "d0", missing)
-        odd = os.path.join(ctx.workdir, "odd.img")
-        with open(odd, "wb") as f:
-            f.write(b"x" * 1000)
-        e.bad("PATCH", "/drives/d0", {"drive_id": "d0", "path_on_host": odd}, "d0", "512")
+        # (An odd-sized file is taken now, whole sectors only, as Firecracker: see
+        # test_drive_size_not_multiple_of_512 and test_compat_relaxations.)
         e.bad("PATCH", "/drives/d0", {"drive_id": "d0"}, "path_on_host")
         check(vm_config(e)["drives"][0]["path_on_host"] == a, "a refused PATCH changed the config")
         # The guest still reads the old file, and saw no config change.
@@ -234,7 +232,7 @@ def test_net_patch_rate_limiters(ctx):
                   "refill_time")
             e.bad("PATCH", "/network-interfaces/n0", {"iface_id": "n0", "guest_mac": GUEST_MAC},
                   "guest_mac")
-            e.bad("PATCH", "/network-interfaces/n0", {"iface_id": "n0"}, "rate_limiter")
+            e.ok("PATCH", "/network-interfaces/n0", {"iface_id": "n0"})  # a no-op, as Firecracker
             check(vm_config(e)["network-interfaces"][0] == n, "a refused PATCH changed the config")
             # Traffic still flows both ways under the limiters.
             ping = ns.exec(["ping", "-c", "3", "-i", "0.2", "-W", "5", GUEST_IP], timeout=60)
