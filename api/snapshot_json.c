@@ -13,8 +13,8 @@
 
 int config_parse_snapshot_create(struct json_object *o, struct snapshot_create_params *out)
 {
-    static const char *const keys[] = {"snapshot_type", "snapshot_path", "mem_file_path",
-                                       "version", NULL};
+    static const char *const keys[] = {"snapshot_type", "snapshot_path", "mem_file_path", "version",
+                                       NULL};
     memset(out, 0, sizeof(*out));
     const char *path = "snapshot-create", *type = NULL;
     int rc;
@@ -24,8 +24,9 @@ int config_parse_snapshot_create(struct json_object *o, struct snapshot_create_p
     if (type && strcmp(type, "Full") != 0 && strcmp(type, "Diff") != 0) {
         char v[80];
         ju_printable(v, sizeof(v), type, strlen(type));
-        return err_set(-EINVAL, "snapshot-create.snapshot_type: expected \"Full\" or \"Diff\", got "
-                                "\"%s\"",
+        return err_set(-EINVAL,
+                       "snapshot-create.snapshot_type: expected \"Full\" or \"Diff\", got "
+                       "\"%s\"",
                        v);
     }
     out->type = type && strcmp(type, "Diff") == 0 ? SNAPSHOT_DIFF : SNAPSHOT_FULL;
@@ -88,18 +89,24 @@ static int parse_overrides(struct json_object *arr, struct snapshot_load_params 
                            p);
         for (size_t j = 0; j < i; j++)
             if (strcmp(out->overrides[j].iface_id, ov->iface_id) == 0)
-                return err_set(-EINVAL, "%s.iface_id: \"%s\" is overridden twice", p,
-                               ov->iface_id);
+                return err_set(-EINVAL, "%s.iface_id: \"%s\" is overridden twice", p, ov->iface_id);
     }
     return 0;
 }
 
 static int parse_load(struct json_object *o, struct snapshot_load_params *out)
 {
-    static const char *const keys[] = {
-        "snapshot_path", "mem_file_path",  "mem_backend", "enable_diff_snapshots",
-        "track_dirty_pages", "resume_vm", "network_overrides", "vsock_override",
-        "clock_realtime", "huge_pages", NULL};
+    static const char *const keys[] = {"snapshot_path",
+                                       "mem_file_path",
+                                       "mem_backend",
+                                       "enable_diff_snapshots",
+                                       "track_dirty_pages",
+                                       "resume_vm",
+                                       "network_overrides",
+                                       "vsock_override",
+                                       "clock_realtime",
+                                       "huge_pages",
+                                       NULL};
     const char *path = "snapshot-load", *hp = NULL;
     struct json_object *backend = NULL, *ov = NULL;
     bool diff = false, track = false;
@@ -115,7 +122,8 @@ static int parse_load(struct json_object *o, struct snapshot_load_params *out)
         (has_backend = ju_get_typed(o, path, "mem_backend", OPT, json_type_object, &backend)) < 0)
         return has_file < 0 ? has_file : has_backend;
     if (has_file && has_backend)
-        return err_set(-EINVAL, "snapshot-load: give either mem_backend or mem_file_path, not both");
+        return err_set(-EINVAL,
+                       "snapshot-load: give either mem_backend or mem_file_path, not both");
     if (!has_file && !has_backend)
         return err_set(-EINVAL, "snapshot-load.mem_backend: missing required field (or the older "
                                 "mem_file_path)");
@@ -135,8 +143,9 @@ static int parse_load(struct json_object *o, struct snapshot_load_params *out)
     if (hp && strcmp(hp, "None") != 0 && strcmp(hp, "Snapshot") != 0) {
         char v[80];
         ju_printable(v, sizeof(v), hp, strlen(hp));
-        return err_set(-EINVAL, "snapshot-load.huge_pages: \"%s\" is not supported for a restore "
-                                "(\"None\" or \"Snapshot\": guest RAM on normal pages)",
+        return err_set(-EINVAL,
+                       "snapshot-load.huge_pages: \"%s\" is not supported for a restore "
+                       "(\"None\" or \"Snapshot\": guest RAM on normal pages)",
                        v);
     }
     if ((rc = ju_get_typed(o, path, "network_overrides", OPT, json_type_array, &ov)) < 0)

@@ -49,10 +49,10 @@ struct snap_device {
 
 static uint32_t state_layout(void)
 {
-    const size_t sizes[] = {sizeof(struct snap_info),      sizeof(struct snap_device),
-                            sizeof(struct vmmio_state),    sizeof(struct vcpu_state),
-                            sizeof(struct vm_kvm_state),   sizeof(struct vm_legacy_state),
-                            sizeof(struct rl_state),       sizeof(struct virtq_state)};
+    const size_t sizes[] = {sizeof(struct snap_info),    sizeof(struct snap_device),
+                            sizeof(struct vmmio_state),  sizeof(struct vcpu_state),
+                            sizeof(struct vm_kvm_state), sizeof(struct vm_legacy_state),
+                            sizeof(struct rl_state),     sizeof(struct virtq_state)};
     return snap_crc32(0, sizes, sizeof(sizes));
 }
 
@@ -325,8 +325,9 @@ static const void *want(const struct snap_reader *r, const char *path, uint32_t 
     if (!s)
         *rc = err_set(-EINVAL, "snapshot_path %s: the %s section is missing", path, what);
     else if (len && s->len != len)
-        *rc = err_set(-EINVAL, "snapshot_path %s: the %s section is %llu bytes, this build reads %zu",
-                      path, what, (unsigned long long)s->len, len);
+        *rc =
+            err_set(-EINVAL, "snapshot_path %s: the %s section is %llu bytes, this build reads %zu",
+                    path, what, (unsigned long long)s->len, len);
     return *rc ? NULL : s->data;
 }
 
@@ -339,15 +340,18 @@ static int view_snapshot(const struct snap_reader *r, const char *path, struct s
         return rc;
     v->info = *info;
     if (info->layout != state_layout())
-        return err_set(-EINVAL, "snapshot_path %s: made by a build whose saved state has another "
-                                "layout (producer \"%s\"); this build cannot read it",
+        return err_set(-EINVAL,
+                       "snapshot_path %s: made by a build whose saved state has another "
+                       "layout (producer \"%s\"); this build cannot read it",
                        path, r->producer);
     if (info->n_vcpus < 1 || info->n_vcpus > CONFIG_MAX_VCPUS || info->n_devices > VDEV_MAX ||
         info->type > SNAPSHOT_DIFF || !info->mem_size || info->mem_size % GM_PAGE)
         return err_set(-EINVAL, "snapshot_path %s: the info section is out of range", path);
-    if (snapr_count(r, SNAP_VCPU) != info->n_vcpus || snapr_count(r, SNAP_DEVICE) != info->n_devices)
-        return err_set(-EINVAL, "snapshot_path %s: holds %u vCPU and %u device sections, its info "
-                                "says %u and %u",
+    if (snapr_count(r, SNAP_VCPU) != info->n_vcpus ||
+        snapr_count(r, SNAP_DEVICE) != info->n_devices)
+        return err_set(-EINVAL,
+                       "snapshot_path %s: holds %u vCPU and %u device sections, its info "
+                       "says %u and %u",
                        path, snapr_count(r, SNAP_VCPU), snapr_count(r, SNAP_DEVICE), info->n_vcpus,
                        info->n_devices);
     const struct snap_section *c = snapr_find(r, SNAP_CONFIG, 0);
@@ -489,8 +493,9 @@ static int restore_devices(struct vm *vm, const struct snap_view *v)
         struct virtio_dev *d = vm->vdevs.dev[i];
         const struct snap_device *s = v->dev[i];
         if (strcmp(d->kind->section, s->section) || strcmp(d->id, s->id))
-            return err_set(-EINVAL, "snapshot: device slot %u holds %s %s, the configuration puts "
-                                    "%s %s there",
+            return err_set(-EINVAL,
+                           "snapshot: device slot %u holds %s %s, the configuration puts "
+                           "%s %s there",
                            i, s->section, s->id, d->kind->section, d->id);
         int rc = vmmio_restore(&d->t, &s->t);
         if (!rc && d->kind->restore) {
@@ -586,9 +591,9 @@ int snapshot_load(struct vm *vm, struct vm_config *cfg, const struct snapshot_lo
     cfg->machine.cpu_template = NULL;
     config_free(cfg);
     *cfg = c;
-    log_info("snapshot: %s loaded (%u vCPU(s), %llu MiB, %u device(s)); %s",
-             p->snapshot_path, vm->n_vcpus, (unsigned long long)(vm->mem.size >> 20),
-             vm->vdevs.n, p->resume_vm ? "running" : "paused");
+    log_info("snapshot: %s loaded (%u vCPU(s), %llu MiB, %u device(s)); %s", p->snapshot_path,
+             vm->n_vcpus, (unsigned long long)(vm->mem.size >> 20), vm->vdevs.n,
+             p->resume_vm ? "running" : "paused");
     return 0;
 }
 
@@ -612,7 +617,8 @@ int snapshot_describe(const char *path, FILE *out)
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     fprintf(out, "snapshot: %s\nformat version: %u (Ember snapshot format; producer \"%s\")\n",
             path, r.version, r.producer);
-    fprintf(out, "type: %s\ncreated: %s\nvcpus: %u\nmemory: %llu MiB\ndevices:", type_name(v.info.type),
+    fprintf(out,
+            "type: %s\ncreated: %s\nvcpus: %u\nmemory: %llu MiB\ndevices:", type_name(v.info.type),
             when, v.info.n_vcpus, (unsigned long long)(v.info.mem_size >> 20));
     for (uint32_t i = 0; i < v.info.n_devices; i++)
         fprintf(out, " %s/%s", v.dev[i]->section, v.dev[i]->id);

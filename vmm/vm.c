@@ -119,10 +119,11 @@ static int setup_memory(struct vm *vm, uint64_t mem_mib, const struct vm_options
                        "machine-config.mem_size_mib: %llu MiB is more than this host has "
                        "(%llu MiB of RAM and swap)",
                        (unsigned long long)mem_mib, (unsigned long long)(host >> 20));
-    int rc = opt->mem_from_file ? guest_mem_map_file(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
-                                                     LAYOUT_MMIO_GAP_END, opt->mem_fd)
-                                : guest_mem_init_huge(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
-                                                      LAYOUT_MMIO_GAP_END, huge_pages);
+    int rc = opt->mem_from_file
+                 ? guest_mem_map_file(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
+                                      LAYOUT_MMIO_GAP_END, opt->mem_fd)
+                 : guest_mem_init_huge(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
+                                       LAYOUT_MMIO_GAP_END, huge_pages);
     if (rc)
         return rc;
     vm->track_dirty = track_dirty;

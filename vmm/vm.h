@@ -108,9 +108,9 @@ int vm_restore_irqchip(struct vm *vm, const struct vm_kvm_state *s);
 int vm_restore_clock(struct vm *vm, const struct vm_kvm_state *s, bool realtime);
 int vm_restore_legacy(struct vm *vm, const struct vm_legacy_state *s);
 /* With machine-config.track_dirty_pages (KVM's dirty log on every RAM slot,
- * and the VMM's own writes): the pages written since the last call (or since tracking began): KVM's dirty
- * log OR the VMM's writes, one bit per 4 KiB page by offset into the mapping
- * (words = (mem size / 4096 + 63) / 64). Clears both. */
+ * and the VMM's own writes): the pages written since the last call (or since tracking began): KVM's
+ * dirty log OR the VMM's writes, one bit per 4 KiB page by offset into the mapping (words = (mem
+ * size / 4096 + 63) / 64). Clears both. */
 int vm_take_dirty(struct vm *vm, uint64_t *bits, uint64_t words);
 
 /* Queue Ctrl-Alt-Del on the i8042 (-ENOSPC: its buffer is full). */

@@ -83,8 +83,7 @@ static void reserve(struct snap_writer *w, size_t more)
     w->cap = cap;
 }
 
-void snapw_add(struct snap_writer *w, uint32_t type, uint32_t index, const void *data,
-               size_t len)
+void snapw_add(struct snap_writer *w, uint32_t type, uint32_t index, const void *data, size_t len)
 {
     size_t padded = (len + 7) & ~(size_t)7;
     reserve(w, SEC_HDR_LEN + padded);
@@ -180,8 +179,9 @@ int snapr_parse(struct snap_reader *r, const uint8_t *data, size_t len, const ch
         return err_set(-EINVAL, "snapshot %s: header length %u, expected %d", what, hlen,
                        SNAPFILE_HEADER_LEN);
     if (plen != len - SNAPFILE_HEADER_LEN)
-        return err_set(-EINVAL, "snapshot %s: the header announces %llu bytes of state, the file "
-                                "has %zu (truncated or padded)",
+        return err_set(-EINVAL,
+                       "snapshot %s: the header announces %llu bytes of state, the file "
+                       "has %zu (truncated or padded)",
                        what, (unsigned long long)plen, len - SNAPFILE_HEADER_LEN);
     const uint8_t *p = data + SNAPFILE_HEADER_LEN;
     if (snap_crc32(0, p, (size_t)plen) != get32(data + 28))

@@ -33,7 +33,7 @@
 #define SNAPFILE_VERSION 1
 #define SNAPFILE_HEADER_LEN 64
 #define SNAPFILE_MAX_LEN (256u << 20) /* a larger file is refused unread */
-#define SNAPFILE_MAX_SECTIONS 1024     /* more is not a snapshot of ours */
+#define SNAPFILE_MAX_SECTIONS 1024    /* more is not a snapshot of ours */
 
 struct snap_writer {
     uint8_t *buf; /* payload */
@@ -44,8 +44,7 @@ struct snap_writer {
 
 void snapw_init(struct snap_writer *w);
 /* Append section (type, index) with `len` bytes of `data`. */
-void snapw_add(struct snap_writer *w, uint32_t type, uint32_t index, const void *data,
-               size_t len);
+void snapw_add(struct snap_writer *w, uint32_t type, uint32_t index, const void *data, size_t len);
 /* Write header and payload to `path` (through a temporary file renamed into
  * place, so a failed write leaves no partial snapshot). 0 or -errno. */
 int snapw_write(struct snap_writer *w, const char *path, const char *producer);
@@ -71,8 +70,7 @@ int snapr_open(struct snap_reader *r, const char *path);
 /* The same on bytes in memory (`what` names them in messages): the fuzzed entry point. */
 int snapr_parse(struct snap_reader *r, const uint8_t *data, size_t len, const char *what);
 /* Section (type, index), or NULL. */
-const struct snap_section *snapr_find(const struct snap_reader *r, uint32_t type,
-                                      uint32_t index);
+const struct snap_section *snapr_find(const struct snap_reader *r, uint32_t type, uint32_t index);
 /* Sections of `type`. */
 unsigned snapr_count(const struct snap_reader *r, uint32_t type);
 void snapr_close(struct snap_reader *r);
