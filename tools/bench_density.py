@@ -528,6 +528,24 @@ class EmberJailer(EmberApi):
                         time.sleep(0.01)
 
 
+class EmberConfig(Kind):
+    """`ember --no-api --config-file` (one file for all): the start without any API call, as
+    QEMU is started (its whole configuration on the command line)."""
+    name = "ember-config"
+
+    def start(self, vm, args=None, deadline_s=60):
+        r = self.r
+        cfg = os.path.join(r.dir, "vm-%s.json" % ("reset" if args else "idle"))
+        if not os.path.exists(cfg):
+            tmpcfg = cfg + ".%d" % vm.idx
+            bench_boot.ember_config(tmpcfg, r.kernel, args or r.src.args, r.a.mem, r.initrd)
+            os.rename(tmpcfg, cfg)
+        argv = [r.a.ember, "--no-api", "--config-file", cfg, "--id", "%s-%d" % (r.tag, vm.idx)]
+        self.spawn(vm, argv, os.path.join(r.logdir, "%d.log" % vm.idx))
+        self.wait_up(vm, time.monotonic() + deadline_s,
+                     (UP,) if args else (UP, r.src.idle_marker))
+
+
 class Qemu(Kind):
     name = "qemu"
 
@@ -550,7 +568,8 @@ class Trivial(Kind):
         self.wait_up(vm, time.monotonic() + deadline_s, (UP, b"guest: idle"))
 
 
-KINDS = {"ember-api": EmberApi, "ember-jailer": EmberJailer, "qemu": Qemu, "trivial": Trivial}
+KINDS = {"ember-api": EmberApi, "ember-config": EmberConfig, "ember-jailer": EmberJailer,
+         "qemu": Qemu, "trivial": Trivial}
 
 
 # ---------------------------------------------------------------- one run of N VMs
@@ -830,6 +849,9 @@ def cmd_density(a, tmp):
             res = density_one(a, src, tmp, kind, n)
             out["results"].append(res)
             print_density(res)
+            if a.json:  # so far, in case a long run is cut short
+                with open(a.json, "w") as f:
+                    json.dump(out, f, default=str)
     out["ratios"] = ratios(out["results"])
     for row in out["ratios"]:
         print("  ratio N=%d %s/qemu: host memory per VM %s, creation rate %s, start p50 %s" % (
@@ -864,7 +886,7 @@ def ratios(results):
 
 def goals(results):
     out = []
-    for vmm in ("ember-api", "ember-jailer"):
+    for vmm in ("ember-api", "ember-config", "ember-jailer"):
         rs = [r for r in results if r["vmm"] == vmm and r["up"]]
         if not rs:
             continue
