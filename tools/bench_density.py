@@ -3,7 +3,7 @@
 check that nothing leaked (issue 12). Ember side by side with QEMU's microvm in one run.
 
   bench_density.py density --ember build/ember --guest-dir build/guest [-N 10,100] [-P 8]
-        [--vmm ember-api,ember-jailer,qemu,trivial] [--source guest|linux|clones]
+        [--vmm ember-api,ember-config,ember-jailer,qemu,trivial] [--source guest|linux|clones]
         [--mem 128] [--idle-s 5] [--json FILE]
   bench_density.py floor --ember build/ember --floor build/kvm-floor [-n 15] [--json FILE]
   bench_density.py churn --ember build/ember --guest-dir build/guest [--cycles 1000]
@@ -14,7 +14,8 @@ density: for each N and each VMM (interleaved per N: ember-api, ember-jailer, qe
 start N VMs keeping P starts in flight, then with all of them up and idle record
   - per-VM start latency: just before spawn -> `boot-timer: written` on the VM's console
     (ember-api: spawn, wait for the API socket, PUT /boot-source, /machine-config,
-    InstanceStart; ember-jailer: the same through `ember-jailer`, the kernel hard-linked
+    InstanceStart; ember-config: `ember --no-api --config-file`, no API call, as QEMU is
+    started; ember-jailer: the same as ember-api through `ember-jailer`, the kernel hard-linked
     into each jail; qemu: `qemu-system-x86_64 -M microvm` on the same guest, command line and
     memory; trivial: a 60-byte static program that prints the same line and pause()s: what
     the harness, fork/exec and the 2 host cores cost with no VM at all), and the creation
