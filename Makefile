@@ -229,7 +229,7 @@ bench: all images
 # jailer next to QEMU's microvm and a trivial process, in one nested machine of DENSITY_MEM MiB;
 # the floor, and churn. JSON in $(BUILD)/density/, the plot in docs/density.png.
 DENSITY_N ?= 10,100,500,1000
-DENSITY_QEMU_MAX ?= 500
+DENSITY_QEMU_MAX ?= 100
 DENSITY_CYCLES ?= 1000
 DENSITY_MEM ?= 16384
 DENSITY = $(PYTHON) tools/bench_density.py

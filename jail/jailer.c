@@ -689,26 +689,24 @@ static int apply_rlimits(struct jail *j)
     return 0;
 }
 
-/* Enable `ctl` in `dir`'s cgroup.subtree_control. Always by a write, even when the controller
- * is listed already: the kernel lists it as soon as another jailer's write has begun, before
- * its files exist in the children (our leaf among them); our own write returns only once they
- * do (it waits for the other on cgroup_mutex). Parallel starts under one parent raced here
- * ("no such cgroup file"). A write that fails is fine if the controller is listed (a
- * subtree_control we may not write, e.g. a delegated root). */
+/* Enable `ctl` in `dir`'s cgroup.subtree_control unless it already is. Called for every
+ * level above the leaf before the leaf is made (setup_cgroups), so a leaf is always created
+ * under a parent whose mask has the controller, and gets its files at mkdir. A listed
+ * controller needs no write: a write would take cgroup_mutex and drain the whole subtree
+ * (every sibling jail) each time. */
 static int enable_controller(const char *dir, const char *ctl)
 {
     char path[PATH_MAX + 32], cur[1024], req[80];
     snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
-    snprintf(req, sizeof(req), "+%s", ctl);
-    int w = write_file(path, req);
-    if (w == 0)
-        return 0;
     int r = read_small(path, cur, sizeof(cur));
     if (r < 0)
         return err_set(r, "%s: %s", path, strerror(-r));
     if (list_has(cur, ctl, ' '))
         return 0;
-    return err_set(w, "%s: cannot enable the %s controller: %s", path, ctl, strerror(-w));
+    snprintf(req, sizeof(req), "+%s", ctl);
+    if ((r = write_file(path, req)) < 0)
+        return err_set(r, "%s: cannot enable the %s controller: %s", path, ctl, strerror(-r));
+    return 0;
 }
 
 static int setup_cgroups(struct jail *j)
@@ -717,9 +715,16 @@ static int setup_cgroups(struct jail *j)
     int r;
     for (int i = 0; i < j->n_cg; i++) {
         struct cg_hier *h = &j->cg[i];
-        if ((r = mkdir_p(j, h->leaf, 0755)) < 0)
-            return r;
         if (o->cgroup_version == 2 && j->n_v2_needed) {
+            /* The parent first, the controllers enabled down to it, then the leaf. A leaf
+             * made before its parent's subtree_control lists a controller gets no files
+             * for it, and another jailer's write may still be applying it to existing
+             * children when we read it listed: parallel starts under one parent failed
+             * with "no such cgroup file". */
+            char parent[PATH_MAX];
+            snprintf(parent, sizeof(parent), "%s/%s", h->mount, o->parent_cgroup);
+            if ((r = mkdir_p(j, parent, 0755)) < 0)
+                return r;
             /* Each level from the root down to the parent delegates the controllers.
              */
             char dir[PATH_MAX];
@@ -738,7 +743,10 @@ static int setup_cgroups(struct jail *j)
                 if (*rest == '/')
                     rest++;
             }
-        } else if (o->cgroup_version == 1 && strstr(h->mount, "cpuset")) {
+        }
+        if ((r = mkdir_p(j, h->leaf, 0755)) < 0)
+            return r;
+        if (o->cgroup_version == 1 && strstr(h->mount, "cpuset")) {
             /* A v1 cpuset cgroup starts empty: inherit cpus and mems down the path.
              */
             char dir[PATH_MAX];

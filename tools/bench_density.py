@@ -3,7 +3,7 @@
 check that nothing leaked (issue 12). Ember side by side with QEMU's microvm in one run.
 
   bench_density.py density --ember build/ember --guest-dir build/guest [-N 10,100] [-P 8]
-        [--vmm ember-api,ember-jailer,qemu,trivial] [--source guest|linux|clones]
+        [--vmm ember-api,ember-config,ember-jailer,qemu,trivial] [--source guest|linux|clones]
         [--mem 128] [--idle-s 5] [--json FILE]
   bench_density.py floor --ember build/ember --floor build/kvm-floor [-n 15] [--json FILE]
   bench_density.py churn --ember build/ember --guest-dir build/guest [--cycles 1000]
@@ -14,7 +14,8 @@ density: for each N and each VMM (interleaved per N: ember-api, ember-jailer, qe
 start N VMs keeping P starts in flight, then with all of them up and idle record
   - per-VM start latency: just before spawn -> `boot-timer: written` on the VM's console
     (ember-api: spawn, wait for the API socket, PUT /boot-source, /machine-config,
-    InstanceStart; ember-jailer: the same through `ember-jailer`, the kernel hard-linked
+    InstanceStart; ember-config: `ember --no-api --config-file`, no API call, as QEMU is
+    started; ember-jailer: the same as ember-api through `ember-jailer`, the kernel hard-linked
     into each jail; qemu: `qemu-system-x86_64 -M microvm` on the same guest, command line and
     memory; trivial: a 60-byte static program that prints the same line and pause()s: what
     the harness, fork/exec and the 2 host cores cost with no VM at all), and the creation
@@ -528,6 +529,24 @@ class EmberJailer(EmberApi):
                         time.sleep(0.01)
 
 
+class EmberConfig(Kind):
+    """`ember --no-api --config-file` (one file for all): the start without any API call, as
+    QEMU is started (its whole configuration on the command line)."""
+    name = "ember-config"
+
+    def start(self, vm, args=None, deadline_s=60):
+        r = self.r
+        cfg = os.path.join(r.dir, "vm-%s.json" % ("reset" if args else "idle"))
+        if not os.path.exists(cfg):
+            tmpcfg = cfg + ".%d" % vm.idx
+            bench_boot.ember_config(tmpcfg, r.kernel, args or r.src.args, r.a.mem, r.initrd)
+            os.rename(tmpcfg, cfg)
+        argv = [r.a.ember, "--no-api", "--config-file", cfg, "--id", "%s-%d" % (r.tag, vm.idx)]
+        self.spawn(vm, argv, os.path.join(r.logdir, "%d.log" % vm.idx))
+        self.wait_up(vm, time.monotonic() + deadline_s,
+                     (UP,) if args else (UP, r.src.idle_marker))
+
+
 class Qemu(Kind):
     name = "qemu"
 
@@ -550,7 +569,8 @@ class Trivial(Kind):
         self.wait_up(vm, time.monotonic() + deadline_s, (UP, b"guest: idle"))
 
 
-KINDS = {"ember-api": EmberApi, "ember-jailer": EmberJailer, "qemu": Qemu, "trivial": Trivial}
+KINDS = {"ember-api": EmberApi, "ember-config": EmberConfig, "ember-jailer": EmberJailer,
+         "qemu": Qemu, "trivial": Trivial}
 
 
 # ---------------------------------------------------------------- one run of N VMs
@@ -830,6 +850,9 @@ def cmd_density(a, tmp):
             res = density_one(a, src, tmp, kind, n)
             out["results"].append(res)
             print_density(res)
+            if a.json:  # so far, in case a long run is cut short
+                with open(a.json, "w") as f:
+                    json.dump(out, f, default=str)
     out["ratios"] = ratios(out["results"])
     for row in out["ratios"]:
         print("  ratio N=%d %s/qemu: host memory per VM %s, creation rate %s, start p50 %s" % (
@@ -864,7 +887,7 @@ def ratios(results):
 
 def goals(results):
     out = []
-    for vmm in ("ember-api", "ember-jailer"):
+    for vmm in ("ember-api", "ember-config", "ember-jailer"):
         rs = [r for r in results if r["vmm"] == vmm and r["up"]]
         if not rs:
             continue
