@@ -33,6 +33,11 @@ def describe(vms):
 
 def fifty(ctx, kind_name):
     a = opts(ctx)
+    if kind_name == "ember-jailer":
+        # A sanitizer build is dynamic and cannot run in a jail: jail the static build beside
+        # it, as test_jailer does (the jailer itself is still the build under test).
+        from test_jailer import jailed_ember
+        a.ember = jailed_ember(ctx)
     tmp = tempfile.mkdtemp(prefix="ember-it-density-", dir="/tmp")
     os.chmod(tmp, 0o755)
     try:
