@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -153,24 +154,49 @@ static void on_conn(struct ev_handler *h, uint32_t events)
     }
 }
 
+/* Answer 503 on `fd` and close it: the connection cap is reached, or fds ran out. */
+static void refuse_busy(int fd, const char *why)
+{
+    char busy[320];
+    int n = http_fault_response(busy, sizeof(busy), 503, why, true);
+    if (n > 0 && send(fd, busy, (size_t)n, MSG_NOSIGNAL) < 0) {
+        /* the client goes away either way */
+    }
+    close(fd);
+}
+
+/* accept4 failed with EMFILE/ENFILE: give up the spare fd, accept the
+ * newcomer into its slot, refuse it, and take the spare back. Without this
+ * the listening socket stays readable and the loop spins on it. Returns false
+ * when no spare could be had (the loop then tries again later). */
+static bool accept_out_of_fds(struct api_server *s)
+{
+    if (s->spare_fd < 0 && (s->spare_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+        return false;
+    close(s->spare_fd);
+    int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+        refuse_busy(fd, "Too many open connections: the process is out of file descriptors; "
+                        "retry later");
+    s->spare_fd = eventfd(0, EFD_CLOEXEC);
+    return fd >= 0;
+}
+
 static void on_accept(struct ev_handler *h, uint32_t events)
 {
     struct api_server *s = (struct api_server *)h;
     (void)events;
     for (;;) {
         int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if ((errno == EMFILE || errno == ENFILE) && accept_out_of_fds(s))
+                continue;
             return; /* EAGAIN, or a transient error: the loop calls again */
+        }
         if (s->n_conns >= API_MAX_CONNS) {
-            char busy[256];
-            int n = http_fault_response(busy, sizeof(busy), 503,
-                                        "Too many open connections: the API server serves at "
-                                        "most " API_MAX_CONNS_STR " at once; retry later",
-                                        true);
-            if (n > 0 && send(fd, busy, (size_t)n, MSG_NOSIGNAL) < 0) {
-                /* the client goes away either way */
-            }
-            close(fd);
+            refuse_busy(
+                fd, "Too many open connections: the API server serves at most " API_MAX_CONNS_STR
+                    " at once; retry later");
             continue;
         }
         struct api_conn *c = calloc(1, sizeof(*c));
@@ -222,6 +248,7 @@ int api_server_listen(struct api_server *s, const char *path, struct evloop *ev,
 {
     memset(s, 0, sizeof(*s));
     s->fd = -1;
+    s->spare_fd = -1;
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(a.sun_path))
         return err_set(-ENAMETOOLONG, "--api-sock %s: longer than %zu bytes", path,
@@ -244,6 +271,13 @@ int api_server_listen(struct api_server *s, const char *path, struct evloop *ev,
     s->max_payload = max_payload;
     s->route = route;
     s->opaque = opaque;
+    if ((s->spare_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+        int e = errno;
+        close(s->fd);
+        s->fd = -1;
+        unlink(path);
+        return err_set(-e, "--api-sock %s: eventfd: %s", path, strerror(e));
+    }
     if ((rc = evloop_add(ev, &s->h, s->fd, EPOLLIN, on_accept)) < 0) {
         api_server_close(s);
         return err_set(rc, "--api-sock %s: event loop: %s", path, strerror(-rc));
@@ -261,4 +295,7 @@ void api_server_close(struct api_server *s)
         unlink(s->path);
     }
     s->fd = -1;
+    if (s->spare_fd >= 0)
+        close(s->spare_fd);
+    s->spare_fd = -1;
 }

@@ -14,8 +14,13 @@
 #include "../vmm/base/evloop.h"
 #include "http.h"
 
-#define API_MAX_CONNS 1024
-#define API_MAX_CONNS_STR "1024"
+/* At most this many connections at once; one more is answered 503 and closed.
+ * Well under the usual 1024-fd soft limit, so the cap, not EMFILE, is what a
+ * flood meets. When the process does run out of fds first (a low
+ * --resource-limit no-file), a spare fd kept for the purpose is given up for
+ * long enough to accept the newcomer and answer it 503 too. */
+#define API_MAX_CONNS 256
+#define API_MAX_CONNS_STR "256"
 
 /* Returns the HTTP status; *body is a malloc'd JSON body or NULL. */
 typedef int (*api_route_fn)(void *opaque, const struct http_request *req, char **body);
@@ -32,6 +37,7 @@ struct api_server {
     void *opaque;
     unsigned n_conns;
     struct api_conn *conns;
+    int spare_fd; /* an eventfd held to be closed when accept4 meets EMFILE */
 };
 
 /* Bind and listen on `path`. An existing path is replaced only if it is a

@@ -14,13 +14,15 @@ from harness import check, test, vcpus_parked, wait_until
 class Ember:
     """An `ember --api-sock` process; stdout (the guest console) goes to a file."""
 
-    def __init__(self, ctx, args=()):
+    def __init__(self, ctx, args=(), prefix=()):
+        """`prefix`: a command Ember runs under (for example prlimit and its flags)."""
         self.sock = os.path.join(ctx.workdir, "api.sock")
         self.out_path = os.path.join(ctx.workdir, "console.out")
         self.err_path = os.path.join(ctx.workdir, "ember.err")
         self.out = open(self.out_path, "wb")
         self.err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen([ctx.ember, "--api-sock", self.sock] + list(args),
+        self.proc = subprocess.Popen(list(prefix) + [ctx.ember, "--api-sock", self.sock] +
+                                     list(args),
                                      stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err)
         for _ in range(200):
             if os.path.exists(self.sock):

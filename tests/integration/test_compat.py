@@ -7,7 +7,9 @@ it, driven through <jail>/run/firecracker.socket."""
 import json
 import os
 import re
+import resource
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -209,6 +211,119 @@ def test_compat_shapes(ctx):
         check(res.rc in (0, 1) and "unknown field" not in res.err and "Ember does not" not in
               res.err, "GET /vm/config as --config-file", res)
     finally:
+        e.kill()
+
+
+def ask_get(s, timeout=10):
+    """GET / on the connected socket `s`: (status, parsed JSON body or None). A closed
+    connection with no answer is status 0."""
+    s.settimeout(timeout)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused and closed before the request went out: read what was said
+    out = b""
+    while True:
+        head, sep, rest = out.partition(b"\r\n\r\n")
+        if sep:
+            m = re.search(rb"Content-Length: (\d+)", head)
+            if len(rest) >= (int(m.group(1)) if m else 0):
+                break
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            break
+        out += chunk
+    m = re.match(rb"HTTP/1\.1 (\d+)", out)
+    head, _, rest = out.partition(b"\r\n\r\n")
+    return (int(m.group(1)) if m else 0), (json.loads(rest) if rest.strip() else None)
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def expect_busy(e, needle):
+    """One more connection is answered 503 with a fault_message containing `needle`."""
+    s = connect(e.sock)
+    try:
+        code, body = ask_get(s)
+    finally:
+        s.close()
+    check(code == 503 and needle in (body or {}).get("fault_message", ""),
+          "the connection over the limit: want 503 naming %r, got %d %r" % (needle, code, body))
+
+
+def answered_again(e):
+    """After connections close, a new one is served again (the server saw the closes)."""
+    def ok():
+        s = connect(e.sock)
+        try:
+            return ask_get(s)[0] == 200
+        finally:
+            s.close()
+    wait_until(ok, 20, "a new connection served after others closed")
+
+
+@test("fast")
+def test_compat_busy_503(ctx):
+    """Connection 257 gets Firecracker's 503 with a fault_message; the 256 open ones are still
+    served, and once one closes a newcomer is served again."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    e = Ember(ctx)
+    conns = []
+    try:
+        for _ in range(256):
+            conns.append(connect(e.sock))
+        # The last one answered: the server accepted all 256 (it accepts in order).
+        code, _ = ask_get(conns[-1])
+        check(code == 200, "GET / on connection 256: %d" % code)
+        expect_busy(e, "serves at most 256 at once")
+        check(ask_get(conns[7])[0] == 200, "an open connection is still served")
+        conns.pop(0).close()
+        answered_again(e)
+    finally:
+        for s in conns:
+            s.close()
+        e.kill()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@test("fast")
+def test_compat_busy_out_of_fds(ctx):
+    """With a 64-fd limit the process runs out of fds before the cap: the newcomer still gets
+    a 503 with a fault_message (not a hang, not a spinning loop), and service resumes."""
+    e = Ember(ctx, prefix=["prlimit", "--nofile=64:64", "--"])
+    conns = []
+    try:
+        busy = None
+        for i in range(100):
+            s = connect(e.sock)
+            code, body = ask_get(s)
+            if code == 503:
+                busy = (i, body)
+                s.close()
+                break
+            check(code == 200, "connection %d: %d %r" % (i, code, body))
+            conns.append(s)
+        check(busy is not None and 30 < busy[0] < 64, "no 503 within 100 connections: %r" %
+              (busy,))
+        check("out of file descriptors" in busy[1].get("fault_message", ""), "fault: %r" %
+              (busy,))
+        check(ask_get(conns[0])[0] == 200, "an open connection is still served")
+        for s in conns[:5]:
+            s.close()
+        del conns[:5]
+        answered_again(e)
+    finally:
+        for s in conns:
+            s.close()
         e.kill()
 
 
