@@ -643,7 +643,10 @@ static int place_exec(struct jail *j)
             return err_set(-EEXIST, "%s: exists and cannot be replaced", j->exec_dst);
     }
     if (src.st_dev == dir.st_dev && (src.st_mode & S_IXOTH) &&
-        !(src.st_mode & (S_ISUID | S_ISGID)) && link(j->o.exec_file, j->exec_dst) == 0) {
+        !(src.st_mode & (S_ISUID | S_ISGID)) &&
+        /* Follow a symlink (`make install` links bin/firecracker to ember): a link to
+         * the symlink itself would point out of the jail. */
+        linkat(AT_FDCWD, j->o.exec_file, AT_FDCWD, j->exec_dst, AT_SYMLINK_FOLLOW) == 0) {
         j->exec_placed = true;
         return 0;
     }

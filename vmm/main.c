@@ -668,6 +668,16 @@ static int setup(struct main_ctx *m, char *msg, size_t cap)
         (f->has_start_time_cpu && f->start_time_cpu_us <= cpu_us ? cpu_us - f->start_time_cpu_us
                                                                  : cpu_us) +
         f->parent_cpu_time_us;
+    if (f->has_start_time && f->start_time_us <= now)
+        log_debug("started in %llu us (%llu us of CPU), counted from the jailer's start "
+                  "(--start-time-us %llu)",
+                  (unsigned long long)metrics.process_startup_time_us,
+                  (unsigned long long)metrics.process_startup_time_cpu_us,
+                  (unsigned long long)f->start_time_us);
+    else
+        log_debug("started in %llu us (%llu us of CPU), counted from exec",
+                  (unsigned long long)metrics.process_startup_time_us,
+                  (unsigned long long)metrics.process_startup_time_cpu_us);
     if (f->config_file) {
         m->boot_from_start = true;
         if (op_start(m, &a->cfg))

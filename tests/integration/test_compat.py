@@ -525,24 +525,16 @@ def test_compat_getting_started(ctx):
 def test_compat_kata_install_jailer_root(ctx):
     """make install, then jailer --uid 0 --gid 0 running firecracker with no --api-sock, the
     way Kata's fc driver does; a boot through <jail>/run/firecracker.socket."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     prefix = tempfile.mkdtemp(prefix="ember-install-")
     base = tempfile.mkdtemp(prefix="ember-srv-")
     vm_id = "kata1"
     p = None
     try:
-        r = subprocess.run(["make", "-C", repo, "-s", "install", "PREFIX=" + prefix],
-                           capture_output=True, timeout=300)
-        check(r.returncode == 0, "make install: %s" % r.stderr.decode())
-        fc = os.path.join(prefix, "bin", "firecracker")
-        jl = os.path.join(prefix, "bin", "jailer")
-        check(os.path.islink(fc) and os.path.islink(jl), "firecracker/jailer links installed")
+        fc, jl = install(ctx, prefix)
         root = os.path.join(base, "firecracker", vm_id, "root")
         os.makedirs(root)
         shutil.copy(kernel(ctx), os.path.join(root, "vmlinux"))
-        # The exec file is the installed link's target under Firecracker's name.
-        exe = os.path.join(prefix, "firecracker")
-        shutil.copy(os.path.realpath(fc), exe)
+        exe = fc  # the installed link itself, as Kata's configuration names it
         out_path = os.path.join(ctx.workdir, "kata.out")
         err_path = os.path.join(ctx.workdir, "kata.err")
         out, err = open(out_path, "wb"), open(err_path, "wb")
@@ -570,8 +562,268 @@ def test_compat_kata_install_jailer_root(ctx):
         check(p.wait(20) == 0, "exit status")
         check("WARNING" in read(err_path), "no root warning from the jailer")
     finally:
-        if p and p.poll() is None:
-            p.kill()
-            p.wait()
-        shutil.rmtree(prefix, ignore_errors=True)
-        shutil.rmtree(base, ignore_errors=True)
+        stop_and_remove(p, prefix, base)
+
+
+def stop_and_remove(p, *dirs):
+    """Kill the jailer/VMM `p` if it still runs, and remove `dirs`."""
+    if p and p.poll() is None:
+        p.kill()
+        p.wait()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def install(ctx, prefix):
+    """`make install PREFIX=prefix`: (bin/firecracker, bin/jailer), both links."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run(["make", "-C", repo, "-s", "install", "PREFIX=" + prefix],
+                       capture_output=True, timeout=300)
+    check(r.returncode == 0, "make install: %s" % r.stderr.decode())
+    fc, jl = os.path.join(prefix, "bin", "firecracker"), os.path.join(prefix, "bin", "jailer")
+    check(os.path.islink(fc) and os.path.islink(jl), "firecracker/jailer links installed")
+    return fc, jl
+
+
+def jailed_vmm_argv(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0") if a]
+
+
+def flag_value(argv, flag):
+    check(flag in argv, "%s not passed to the VMM: %r" % (flag, argv))
+    return int(argv[argv.index(flag) + 1])
+
+
+def boot_in_jail(sock, root, when_running=None):
+    """Drive a counting boot through the jail's API socket, its console to /serial.out and
+    its metrics to /metrics.json (both inside the jail); SendCtrlAltDel once it counts.
+    Returns the api_server metrics after a FlushMetrics."""
+    for method, path, body, want in (
+            ("PUT", "/serial", '{"serial_out_path": "/serial.out"}', 204),
+            ("PUT", "/metrics", '{"metrics_path": "/metrics.json"}', 204),
+            ("PUT", "/boot-source", '{"kernel_image_path": "/vmlinux", "boot_args": '
+             '"counter=0"}', 204),
+            ("PUT", "/machine-config", '{"vcpu_count": 1, "mem_size_mib": 64}', 204),
+            ("PUT", "/actions", '{"action_type": "InstanceStart"}', 204)):
+        code, text = fc_curl(sock, method, path, body)
+        check(code == want, "%s %s in the jail: %d\n%s" % (method, path, code, text))
+    out = os.path.join(root, "serial.out")
+
+    def counted():
+        if not os.path.exists(out):
+            return False
+        with open(out, "rb") as f:
+            return b"counter: 3" in f.read()
+    wait_until(counted, 30, "the jailed guest counting on /serial.out")
+    code, text = fc_curl(sock, "PUT", "/actions", '{"action_type": "FlushMetrics"}')
+    check(code == 204, "FlushMetrics: %d %s" % (code, text))
+    with open(os.path.join(root, "metrics.json")) as f:
+        lines = [json.loads(l) for l in f if l.strip()]
+    check(lines, "no metrics written")
+    code, text = fc_curl(sock, "PUT", "/actions", '{"action_type": "SendCtrlAltDel"}')
+    check(code == 204, "SendCtrlAltDel: %d %s" % (code, text))
+    return lines[-1]["api_server"]
+
+
+@test("fast")
+def test_compat_jailer_start_time(ctx):
+    """The jailer passes its start time and CPU times on (--start-time-us,
+    --start-time-cpu-us, --parent-cpu-time-us) and the VMM counts its start-up from them,
+    into process_startup_time_us / _cpu_us."""
+    prefix = tempfile.mkdtemp(prefix="ember-install-")
+    base = tempfile.mkdtemp(prefix="ember-srv-")
+    p = None
+    try:
+        fc, jl = install(ctx, prefix)
+        root = os.path.join(base, "firecracker", "st1", "root")
+        os.makedirs(root)
+        shutil.copy(kernel(ctx), os.path.join(root, "vmlinux"))
+        err_path = os.path.join(ctx.workdir, "jailer.err")
+        err = open(err_path, "wb")
+        t_launch = time.monotonic_ns() // 1000
+        p = subprocess.Popen([jl, "--id", "st1", "--exec-file", fc, "--uid", "0", "--gid", "0",
+                              "--chroot-base-dir", base, "--", "--level", "Debug"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        sock = os.path.join(root, "run", "firecracker.socket")
+        wait_until(lambda: os.path.exists(sock) or p.poll() is not None, 30, "the jail socket")
+        check(p.poll() is None, "the jailer exited %r" % p.poll())
+        code, _ = fc_curl(sock, "GET", "/", None)
+        t_answered = time.monotonic_ns() // 1000
+        check(code == 200, "GET /: %d" % code)
+        argv = jailed_vmm_argv(p.pid)  # no --daemonize, no --new-pid-ns: the same process
+        t0 = flag_value(argv, "--start-time-us")
+        cpu0 = flag_value(argv, "--start-time-cpu-us")
+        parent = flag_value(argv, "--parent-cpu-time-us")
+        check(t_launch <= t0 <= t_answered, "--start-time-us %d is not the jailer's start "
+              "(launched at %d, answered at %d)" % (t0, t_launch, t_answered))
+        check(cpu0 > 0 and parent >= 0, "CPU times: %r" % argv)
+        with open(err_path, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        m = re.search(r"started in (\d+) us \((\d+) us of CPU\), counted from the jailer's "
+                      r"start \(--start-time-us (\d+)\)", log)
+        check(m and int(m.group(3)) == t0, "the VMM did not count from the jailer's start: %s" %
+              log)
+        st = boot_in_jail(sock, root)
+        check(st["process_startup_time_us"] == int(m.group(1)) and
+              st["process_startup_time_cpu_us"] == int(m.group(2)),
+              "metrics %r against the log %r" % (st, m.group(0)))
+        check(0 < st["process_startup_time_us"] <= t_answered - t0, "startup: %r" % st)
+        check(st["process_startup_time_cpu_us"] >= parent, "parent CPU time added: %r" % st)
+        check(p.wait(20) == 0, "exit status")
+    finally:
+        stop_and_remove(p, prefix, base)
+
+
+# Firecracker's docs/jailer.md, "Example Run and Notes", as printed there (its line breaks
+# joined; /usr/bin/ becomes the test's install prefix).
+DOCS_JAILER_ID = "551e7604-e35c-42b3-b825-416853441234"
+DOCS_JAILER_CMD = ("/usr/bin/jailer --id 551e7604-e35c-42b3-b825-416853441234 "
+                   "--cgroup cpuset.mems=0 --cgroup "
+                   "cpuset.cpus=$(cat /sys/devices/system/node/node0/cpulist) "
+                   "--exec-file /usr/bin/firecracker --uid 123 --gid 100 "
+                   "--netns /var/run/netns/my_netns --daemonize")
+
+
+def mount_of(path):
+    """(mount point, fstype) of the mount holding `path`."""
+    from test_jailer import mountinfo
+    best = ("/", "")
+    for mnt, fstype, _ in mountinfo():
+        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+            best = (mnt, fstype)
+    return best
+
+
+def gone(pid):
+    """`pid` has exited (no longer there, or a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@test("fast")
+def test_compat_jailer_docs_example(ctx):
+    """The jailer command of Firecracker's docs/jailer.md, verbatim, run by the shell: jailer's
+    defaults (cgroup v1, parent cgroup `firecracker`, chroot base /srv/jailer), cpuset limits
+    for NUMA node 0, uid 123 gid 100, a network namespace, --daemonize; then a boot through
+    /srv/jailer/firecracker/<id>/root/run/firecracker.socket."""
+    from test_jailer import cgroup_mounts
+    cpulist_path = "/sys/devices/system/node/node0/cpulist"
+    check(os.path.exists(cpulist_path), "no %s on this machine" % cpulist_path)
+    with open(cpulist_path) as f:
+        cpulist = f.read().strip()
+    undo = []  # cleanup steps, run last-first
+    prefix = tempfile.mkdtemp(prefix="ember-install-")
+    undo.append(lambda: shutil.rmtree(prefix, ignore_errors=True))
+    pid = None
+    try:
+        fc, jl = install(ctx, prefix)
+        # cgroup v1 with cpuset: the host's, or one mounted here where cgroup v2 holds cpuset
+        # unused (the nested machine mounts only cgroup2).
+        _, v1 = cgroup_mounts()
+        cpuset = v1.get("cpuset")
+        if not cpuset:
+            cpuset = tempfile.mkdtemp(prefix="ember-cpuset-v1-", dir="/run")
+            undo.append(lambda: os.rmdir(cpuset))
+            r = subprocess.run(["mount", "-t", "cgroup", "-o", "cpuset", "cgroup", cpuset],
+                               capture_output=True)
+            check(r.returncode == 0, "mount a cgroup v1 cpuset hierarchy on %s: %s" %
+                  (cpuset, r.stderr.decode()))
+            undo.append(lambda: subprocess.run(["umount", cpuset]))
+        parent_cg = os.path.join(cpuset, "firecracker")
+        leaf_cg = os.path.join(parent_cg, DOCS_JAILER_ID)
+        had_parent = os.path.isdir(parent_cg)
+
+        def rm_cgroups():
+            for d in [leaf_cg] + ([] if had_parent else [parent_cg]):
+                for _ in range(100):  # the VMM may take a moment to leave
+                    try:
+                        if os.path.isdir(d):
+                            os.rmdir(d)
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+        undo.append(rm_cgroups)
+        # The default chroot base. A 9p share (the nested machine's view of the host) cannot
+        # hold device nodes or sockets: a tmpfs over it there.
+        base = "/srv/jailer"
+        if not os.path.isdir(base):
+            os.makedirs(base)
+            undo.append(lambda: os.rmdir(base))
+        if mount_of(base)[1] == "9p":
+            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", base], check=True)
+            undo.append(lambda: subprocess.run(["umount", base]))
+        jail = os.path.join(base, "firecracker", DOCS_JAILER_ID)
+        check(not os.path.exists(jail), "%s is left from an earlier run" % jail)
+        undo.append(lambda: shutil.rmtree(jail, ignore_errors=True))
+        if not os.path.exists("/var/run/netns/my_netns"):
+            subprocess.run(["ip", "netns", "add", "my_netns"], check=True)
+            undo.append(lambda: subprocess.run(["ip", "netns", "delete", "my_netns"]))
+        # The caller's part (docs: "hard links for (or copy) any resources"): the kernel.
+        root = os.path.join(jail, "root")
+        os.makedirs(root)
+        shutil.copy(kernel(ctx), os.path.join(root, "vmlinux"))
+        os.chmod(os.path.join(root, "vmlinux"), 0o644)
+
+        cmd = DOCS_JAILER_CMD.replace("/usr/bin/", prefix + "/bin/")
+        err_path = os.path.join(ctx.workdir, "jailer.err")
+        err = open(err_path, "wb")
+        # No --new-pid-ns: the jailer execs the VMM in its own process, or (when it leads a
+        # process group and so cannot setsid) in a child, and exits 0.
+        jp = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=err)
+        undo.append(lambda: jp.poll() is None and (jp.kill() or jp.wait()))
+        sock = os.path.join(root, "run", "firecracker.socket")
+        procs = os.path.join(leaf_cg, "cgroup.procs")
+
+        def vmm_pid():
+            try:
+                with open(procs) as f:
+                    pids = [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                return None
+            return pids[0] if len(pids) == 1 else None
+        wait_until(lambda: os.path.exists(sock) and vmm_pid(), 30,
+                   "the socket %s and one process in %s (jailer: %s)" %
+                   (sock, procs, open(err_path).read()))
+        pid = vmm_pid()
+        undo.append(lambda: os.path.exists("/proc/%d" % pid) and os.kill(pid, 9))
+        check(jp.poll() in (None, 0), "the jailer exited %r" % jp.poll())
+        # What the docs say the jailer does, seen from outside.
+        for name, want in (("cpuset.mems", "0"), ("cpuset.cpus", cpulist)):
+            with open(os.path.join(leaf_cg, name)) as f:
+                check(f.read().strip() == want, "%s in %s" % (name, leaf_cg))
+        st = {}
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                st[k] = v.split()
+        check(st["Uid"][:2] == ["123", "123"] and st["Gid"][:2] == ["100", "100"],
+              "uid/gid: %r %r" % (st["Uid"], st["Gid"]))
+        check(os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat("/var/run/netns/my_netns").st_ino,
+              "the VMM is not in my_netns")
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rpartition(")")[2].split()
+        check(int(fields[3]) == pid, "--daemonize: the VMM leads its own session")
+        for fd in (0, 1, 2):
+            check(os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null", "fd %d" % fd)
+        a, b = os.stat("/proc/%d/root" % pid), os.stat(root)
+        check((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino), "the VMM's root is not %s" % root)
+        argv = jailed_vmm_argv(pid)
+        check(argv[:3] == ["firecracker", "--id", DOCS_JAILER_ID], "exec: %r" % argv)
+        t0 = flag_value(argv, "--start-time-us")
+        api = boot_in_jail(sock, root)
+        check(0 < api["process_startup_time_us"] <= time.monotonic_ns() // 1000 - t0,
+              "startup from the jailer's start: %r" % api)
+        wait_until(lambda: gone(pid), 20, "the VMM to exit after SendCtrlAltDel")
+        if jp.pid == pid:
+            check(jp.wait(10) == 0, "the VMM's exit status")
+    finally:
+        for step in reversed(undo):
+            try:
+                step()
+            except OSError:
+                pass
