@@ -707,15 +707,23 @@ out:
 static bool poll_ready(struct ev_poller *p)
 {
     struct blk_dev *b = container_of(p, struct blk_dev, poller);
-    return atomic_load(&b->dev.t.pending) || virtq_has_avail(&b->dev.t.queues[0]);
+    /* Completions count too: the loop looks at their eventfd less often while
+     * pollers find work (evloop.h). */
+    return atomic_load(&b->dev.t.pending) || virtq_has_avail(&b->dev.t.queues[0]) ||
+           (b->ring_ok && io_uring_cq_ready(&b->ring));
 }
 
 static void poll_run(struct ev_poller *p)
 {
     struct blk_dev *b = container_of(p, struct blk_dev, poller);
     vmmio_lock(&b->dev.t);
-    if (b->dev.t.activated && blk_run(b))
-        vmmio_signal_used(&b->dev.t, 0);
+    if (b->dev.t.activated && !b->dev.t.quiesced) {
+        bool pushed = b->ring_ok && io_uring_cq_ready(&b->ring) && async_reap(b, true);
+        if (b->engine_blocked && b->n_free)
+            b->engine_blocked = false;
+        if (blk_run(b) || pushed)
+            vmmio_signal_used(&b->dev.t, 0);
+    }
     vmmio_unlock(&b->dev.t);
 }
 

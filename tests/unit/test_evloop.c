@@ -262,6 +262,36 @@ static void test_fd_before_pollers(void **state)
     close(efd);
 }
 
+/* While a poller finds work on every turn, the loop looks at the fds less
+ * often (EVLOOP_FD_CHECK_US), but a ready fd is still served while the poller
+ * keeps running: it does not wait for the poller to stop. */
+static void test_fd_not_starved_by_busy_poller(void **state)
+{
+    struct evloop *ev = *state;
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(efd >= 0);
+    struct fdh f = {0};
+    assert_int_equal(evloop_add(ev, &f.h, efd, EPOLLIN, fdh_cb), 0);
+    struct tp a;
+    tp_init(&a, ev, 0);              /* work on every look */
+    a.rearm_us = EVLOOP_POLL_MAX_US; /* and more work after each run */
+    evloop_poll(ev, &a.p, EVLOOP_POLL_MAX_US);
+    assert_int_equal(evloop_run_once(ev, -1), 1);
+    assert_int_equal(a.n_run, 1);
+    uint64_t one = 1;
+    assert_int_equal(write(efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (f.n == 0) {
+        if (now_ns() >= deadline)
+            fail_msg("a ready fd waited behind a busy poller past the deadline");
+        assert_int_equal(evloop_run_once(ev, -1), 1);
+    }
+    assert_true(is_armed(ev, &a.p)); /* served while the poller still had work */
+    evloop_poll_cancel(ev, &a.p);
+    evloop_del(ev, &f.h);
+    close(efd);
+}
+
 /* evloop_poll(.., 0) and evloop_poll_cancel() disarm; disarming what is not
  * armed is a no-op; arming twice extends, it does not list the poller twice. */
 static void test_disarm(void **state)
@@ -380,6 +410,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ready_then_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expires_after_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_pollers_served, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fd_not_starved_by_busy_poller, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fd_before_pollers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disarm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_capped, setup, teardown),

@@ -19,6 +19,8 @@ static uint64_t now_ns(void)
 int evloop_init(struct evloop *ev)
 {
     ev->polling = NULL;
+    ev->fds_seen_ns = 0;
+    ev->poller_ran = false;
     ev->epfd = epoll_create1(EPOLL_CLOEXEC);
     return ev->epfd < 0 ? -errno : 0;
 }
@@ -75,6 +77,8 @@ void evloop_poll(struct evloop *ev, struct ev_poller *p, unsigned us)
     if (us > EVLOOP_POLL_MAX_US)
         us = EVLOOP_POLL_MAX_US;
     uint64_t until = now_ns() + (uint64_t)us * 1000u;
+    if (!ev->polling)
+        ev->poller_ran = false; /* a polling period starts with a look at the fds */
     if (!p->until_ns) {
         p->next = ev->polling;
         ev->polling = p;
@@ -113,11 +117,13 @@ static int poll_phase(struct evloop *ev)
             if (p->ready(p)) {
                 evloop_poll_cancel(ev, p);
                 p->run(p);
+                ev->poller_ran = true;
                 return 1;
             }
             if (now >= p->until_ns) {
                 evloop_poll_cancel(ev, p);
                 p->expired(p);
+                ev->poller_ran = false;
                 return 1;
             }
         }
@@ -129,10 +135,19 @@ static int poll_phase(struct evloop *ev)
 int evloop_run_once(struct evloop *ev, int timeout_ms)
 {
     if (ev->polling) {
-        int n = dispatch(ev, 0); /* fds first: they never wait behind a poll */
-        if (n != 0)
-            return n;
+        /* fds first: they wait behind a poll only while pollers keep finding
+         * work, and then for EVLOOP_FD_CHECK_US at most. */
+        uint64_t now = now_ns();
+        if (!ev->poller_ran || now - ev->fds_seen_ns >= EVLOOP_FD_CHECK_US * 1000ull) {
+            ev->fds_seen_ns = now;
+            int n = dispatch(ev, 0);
+            if (n != 0) {
+                ev->poller_ran = false;
+                return n;
+            }
+        }
         return poll_phase(ev);
     }
+    ev->poller_ran = false;
     return dispatch(ev, timeout_ms);
 }

@@ -12,7 +12,10 @@
  * ready() sees work is disarmed and run(); one whose budget is spent is
  * disarmed and told expired() (it then asks the guest to kick again). So the
  * devices share one polling phase, no device lock is held while spinning, and
- * an idle guest costs nothing (nothing is armed).
+ * an idle guest costs nothing (nothing is armed). Ready fds go first, but
+ * while pollers keep finding work the loop looks at the fds at most every
+ * EVLOOP_FD_CHECK_US: an epoll_wait between every two requests of a busy
+ * queue would cost more than the requests.
  */
 #ifndef EMBER_EVLOOP_H
 #define EMBER_EVLOOP_H
@@ -37,10 +40,13 @@ struct ev_poller {
 };
 
 #define EVLOOP_POLL_MAX_US 1000 /* the largest budget a poller may ask for */
+#define EVLOOP_FD_CHECK_US 50   /* fds looked at this often while pollers find work */
 
 struct evloop {
     int epfd;
     struct ev_poller *polling; /* armed pollers */
+    uint64_t fds_seen_ns;      /* the last look at the fds while polling */
+    bool poller_ran;           /* the last turn ran a poller that had found work */
 };
 
 int evloop_init(struct evloop *ev);
