@@ -15,12 +15,12 @@
 #include "http.h"
 
 /* At most this many connections at once; one more is answered 503 and closed.
- * Well under the usual 1024-fd soft limit, so the cap, not EMFILE, is what a
- * flood meets. When the process does run out of fds first (a low
- * --resource-limit no-file), a spare fd kept for the purpose is given up for
- * long enough to accept the newcomer and answer it 503 too. */
-#define API_MAX_CONNS 256
-#define API_MAX_CONNS_STR "256"
+ * When the process runs out of fds first (the usual 1024-fd soft limit, or a
+ * low --resource-limit no-file), a spare fd kept for the purpose is given up
+ * for long enough to accept the newcomer and answer it 503 too, rather than
+ * leave the listening socket readable for the loop to spin on. */
+#define API_MAX_CONNS 1024
+#define API_MAX_CONNS_STR "1024"
 
 /* Returns the HTTP status; *body is a malloc'd JSON body or NULL. */
 typedef int (*api_route_fn)(void *opaque, const struct http_request *req, char **body);

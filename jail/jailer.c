@@ -295,6 +295,9 @@ static int own_cgroup(const char *controller, const char *mount, char *out, size
     return r;
 }
 
+/* The first line of a small file into buf, without its newline; returns its
+ * length (0 for an empty file or an empty first line: a v1 cpuset.mems that
+ * holds nothing reads as "\n") or -errno. */
 static int read_small(const char *path, char *buf, size_t sz)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -307,7 +310,7 @@ static int read_small(const char *path, char *buf, size_t sz)
         return e;
     buf[n] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
-    return (int)n;
+    return (int)strlen(buf);
 }
 
 /* ---- validation (nothing is created here)

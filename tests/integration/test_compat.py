@@ -16,6 +16,7 @@ import time
 
 from harness import check, guest_config, run_ember, test, wait_until
 from test_api import Ember, counters
+from test_jailer import cgroup_mounts, mountinfo
 
 
 def kernel(ctx):
@@ -171,6 +172,53 @@ def test_compat_rejected_changes_nothing(ctx):
             code, _ = e.curl(method, path, body)
             check(code == 400, "%s %s %r: %d" % (method, path, body, code))
             check(vm_config(e) == before, "%s %s changed the configuration" % (method, path))
+        # After InstanceStart: what only goes before it, and bad updates of what may change.
+        disk = os.path.join(ctx.workdir, "d.img")
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        missing = os.path.join(ctx.workdir, "missing.img")
+        for method, path, body in (
+                ("PUT", "/boot-source", {"kernel_image_path": kernel(ctx),
+                                         "boot_args": "counter=0"}),
+                ("PUT", "/drives/d0", {"drive_id": "d0", "path_on_host": disk,
+                                       "is_root_device": False}),
+                ("PUT", "/actions", {"action_type": "InstanceStart"})):
+            code, reply = e.curl(method, path, body)
+            check(code == 204, "%s %s: %d %r" % (method, path, code, reply))
+        wait_until(lambda: "counter: 1" in e.console(), 20, "the guest counting")
+        before = vm_config(e)
+        snap = os.path.join(ctx.workdir, "s.snap")
+        post = [("PUT", "/boot-source", {"kernel_image_path": kernel(ctx)}),
+                ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}),
+                ("PATCH", "/machine-config", {"mem_size_mib": 128}),
+                ("PUT", "/drives/d1", {"drive_id": "d1", "path_on_host": disk,
+                                       "is_root_device": False}),
+                ("PATCH", "/drives/d0", {"drive_id": "d0", "path_on_host": missing}),
+                ("PATCH", "/drives/d0", {"drive_id": "d0", "bogus": 1}),
+                ("PATCH", "/drives/nosuch", {"drive_id": "nosuch", "path_on_host": disk}),
+                ("PUT", "/network-interfaces/n1", {"iface_id": "n1", "host_dev_name": "t1"}),
+                ("PUT", "/logger", {"level": "Debug"}),
+                ("PUT", "/metrics", {"metrics_path": os.path.join(ctx.workdir, "m.json")}),
+                ("PUT", "/cpu-config", {"cpuid_modifiers": []}),
+                ("PATCH", "/vm", {"state": "Asleep"}),
+                ("PUT", "/actions", {"action_type": "InstanceStart"}),
+                ("PUT", "/snapshot/create", {"snapshot_path": snap,
+                                             "mem_file_path": snap + ".mem"}),  # not paused
+                ("PUT", "/snapshot/load", {"snapshot_path": snap,
+                                           "mem_backend": {"backend_type": "File",
+                                                           "backend_path": snap + ".mem"}})]
+        for method, path, body in post:
+            code, reply = e.curl(method, path, body)
+            check(code == 400 and (reply or {}).get("fault_message"),
+                  "after start, %s %s %r: %d %r" % (method, path, body, code, reply))
+            check(vm_config(e) == before, "after start, %s %s changed the configuration" %
+                  (method, path))
+        check(not os.path.exists(snap) and not os.path.exists(snap + ".mem"),
+              "a refused snapshot left files")
+        code, info = e.curl("GET", "/")
+        check(code == 200 and info["state"] == "Running", "still running: %r" % info)
+        n = counters(e.console())[-1]
+        wait_until(lambda: counters(e.console())[-1] > n, 20, "the guest still counting")
     finally:
         e.kill()
 
@@ -241,11 +289,21 @@ def ask_get(s, timeout=10):
     return (int(m.group(1)) if m else 0), (json.loads(rest) if rest.strip() else None)
 
 
-def connect(path):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(path)
-    return s
+def connect(path, timeout=10):
+    """A connection to the API socket; a full listen backlog is retried until `timeout`."""
+    end = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+            return s
+        except BlockingIOError:
+            s.close()
+            if time.monotonic() > end:
+                raise AssertionError("%s: the listen backlog stayed full for %g s" %
+                                     (path, timeout))
+            time.sleep(0.001)
 
 
 def expect_busy(e, needle):
@@ -272,19 +330,21 @@ def answered_again(e):
 
 @test("fast")
 def test_compat_busy_503(ctx):
-    """Connection 257 gets Firecracker's 503 with a fault_message; the 256 open ones are still
-    served, and once one closes a newcomer is served again."""
+    """Connection 1025 gets Firecracker's 503 with a fault_message; the 1024 open ones are
+    still served, and once one closes a newcomer is served again. (Both sides get fds
+    enough that the cap, not the fd limit, is what the newcomer meets.)"""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
-    e = Ember(ctx)
+    check(hard >= 2100, "the fd hard limit %d is too low for this test" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2100), hard))
+    e = Ember(ctx, prefix=["prlimit", "--nofile=2100:2100", "--"])
     conns = []
     try:
-        for _ in range(256):
+        for _ in range(1024):
             conns.append(connect(e.sock))
-        # The last one answered: the server accepted all 256 (it accepts in order).
+        # The last one answered: the server accepted all 1024 (it accepts in order).
         code, _ = ask_get(conns[-1])
-        check(code == 200, "GET / on connection 256: %d" % code)
-        expect_busy(e, "serves at most 256 at once")
+        check(code == 200, "GET / on connection 1024: %d" % code)
+        expect_busy(e, "serves at most 1024 at once")
         check(ask_get(conns[7])[0] == 200, "an open connection is still served")
         conns.pop(0).close()
         answered_again(e)
@@ -595,10 +655,15 @@ def flag_value(argv, flag):
     return int(argv[argv.index(flag) + 1])
 
 
-def boot_in_jail(sock, root, when_running=None):
+def boot_in_jail(sock, root, uid=0, gid=0):
     """Drive a counting boot through the jail's API socket, its console to /serial.out and
-    its metrics to /metrics.json (both inside the jail); SendCtrlAltDel once it counts.
-    Returns the api_server metrics after a FlushMetrics."""
+    its metrics to /metrics.json (both inside the jail, made beforehand for uid:gid, as
+    Firecracker's docs ask of the caller); SendCtrlAltDel once it counts. Returns the
+    api_server metrics after a FlushMetrics."""
+    for name in ("serial.out", "metrics.json"):
+        path = os.path.join(root, name)
+        open(path, "wb").close()
+        os.chown(path, uid, gid)
     for method, path, body, want in (
             ("PUT", "/serial", '{"serial_out_path": "/serial.out"}', 204),
             ("PUT", "/metrics", '{"metrics_path": "/metrics.json"}', 204),
@@ -687,7 +752,6 @@ DOCS_JAILER_CMD = ("/usr/bin/jailer --id 551e7604-e35c-42b3-b825-416853441234 "
 
 def mount_of(path):
     """(mount point, fstype) of the mount holding `path`."""
-    from test_jailer import mountinfo
     best = ("/", "")
     for mnt, fstype, _ in mountinfo():
         if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
@@ -710,7 +774,6 @@ def test_compat_jailer_docs_example(ctx):
     defaults (cgroup v1, parent cgroup `firecracker`, chroot base /srv/jailer), cpuset limits
     for NUMA node 0, uid 123 gid 100, a network namespace, --daemonize; then a boot through
     /srv/jailer/firecracker/<id>/root/run/firecracker.socket."""
-    from test_jailer import cgroup_mounts
     cpulist_path = "/sys/devices/system/node/node0/cpulist"
     check(os.path.exists(cpulist_path), "no %s on this machine" % cpulist_path)
     with open(cpulist_path) as f:
@@ -786,9 +849,13 @@ def test_compat_jailer_docs_example(ctx):
             except FileNotFoundError:
                 return None
             return pids[0] if len(pids) == 1 else None
-        wait_until(lambda: os.path.exists(sock) and vmm_pid(), 30,
-                   "the socket %s and one process in %s (jailer: %s)" %
-                   (sock, procs, open(err_path).read()))
+        try:
+            wait_until(lambda: os.path.exists(sock) and vmm_pid(), 30,
+                       "the socket %s and one process in %s" % (sock, procs))
+        except AssertionError as e:
+            with open(err_path) as f:
+                raise AssertionError("%s; the jailer's status %r, its stderr: %s; in the jail: %s"
+                                     % (e, jp.poll(), f.read(), os.listdir(root)))
         pid = vmm_pid()
         undo.append(lambda: os.path.exists("/proc/%d" % pid) and os.kill(pid, 9))
         check(jp.poll() in (None, 0), "the jailer exited %r" % jp.poll())
@@ -815,7 +882,7 @@ def test_compat_jailer_docs_example(ctx):
         argv = jailed_vmm_argv(pid)
         check(argv[:3] == ["firecracker", "--id", DOCS_JAILER_ID], "exec: %r" % argv)
         t0 = flag_value(argv, "--start-time-us")
-        api = boot_in_jail(sock, root)
+        api = boot_in_jail(sock, root, 123, 100)
         check(0 < api["process_startup_time_us"] <= time.monotonic_ns() // 1000 - t0,
               "startup from the jailer's start: %r" % api)
         wait_until(lambda: gone(pid), 20, "the VMM to exit after SendCtrlAltDel")
