@@ -131,6 +131,15 @@ static void fdh_cb(struct ev_handler *h, uint32_t events)
     }
 }
 
+/* A fresh eventfd served by `f` on the loop; returns the eventfd. */
+static int fdh_add(struct evloop *ev, struct fdh *f)
+{
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(efd >= 0);
+    assert_int_equal(evloop_add(ev, &f->h, efd, EPOLLIN, fdh_cb), 0);
+    return efd;
+}
+
 static int setup(void **state)
 {
     static struct evloop ev;
@@ -233,10 +242,8 @@ static void test_two_pollers_served(void **state)
 static void test_fd_before_pollers(void **state)
 {
     struct evloop *ev = *state;
-    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    assert_true(efd >= 0);
     struct fdh f = {0};
-    assert_int_equal(evloop_add(ev, &f.h, efd, EPOLLIN, fdh_cb), 0);
+    int efd = fdh_add(ev, &f);
     struct tp a;
     tp_init(&a, ev, 0); /* work at once */
     f.seen_poller = &a;
@@ -268,10 +275,8 @@ static void test_fd_before_pollers(void **state)
 static void test_fd_not_starved_by_busy_poller(void **state)
 {
     struct evloop *ev = *state;
-    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    assert_true(efd >= 0);
     struct fdh f = {0};
-    assert_int_equal(evloop_add(ev, &f.h, efd, EPOLLIN, fdh_cb), 0);
+    int efd = fdh_add(ev, &f);
     struct tp a;
     tp_init(&a, ev, 0);              /* work on every look */
     a.rearm_us = EVLOOP_POLL_MAX_US; /* and more work after each run */
