@@ -662,13 +662,14 @@ static int setup(struct main_ctx *m, char *msg, size_t cap)
     /* As Firecracker: from the jailer's --start-time-us / --start-time-cpu-us
      * (+ --parent-cpu-time-us) when given, else from our own exec. */
     uint64_t now = time_now_us(), cpu_us = cpu.tv_sec * 1000000ULL + cpu.tv_nsec / 1000;
-    uint64_t t0 = f->has_start_time && f->start_time_us <= now ? f->start_time_us : time_start_us();
+    bool from_jailer = f->has_start_time && f->start_time_us <= now;
+    uint64_t t0 = from_jailer ? f->start_time_us : time_start_us();
     metrics.process_startup_time_us = now - t0;
     metrics.process_startup_time_cpu_us =
         (f->has_start_time_cpu && f->start_time_cpu_us <= cpu_us ? cpu_us - f->start_time_cpu_us
                                                                  : cpu_us) +
         f->parent_cpu_time_us;
-    if (f->has_start_time && f->start_time_us <= now)
+    if (from_jailer)
         log_debug("started in %llu us (%llu us of CPU), counted from the jailer's start "
                   "(--start-time-us %llu)",
                   (unsigned long long)metrics.process_startup_time_us,
