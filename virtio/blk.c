@@ -81,6 +81,7 @@ struct blk_dev {
     struct evloop *ev;
     struct ev_handler ev_uring, ev_rl;
     struct ev_poller poller; /* the emptied ring, on the loop's polling phase */
+    bool cq_quiet;           /* completions do not signal efd: the poller looks */
     bool uring_on_loop, rl_on_loop;
 };
 
@@ -614,6 +615,21 @@ static void keep_chain(struct virtq_chain *dst, const struct virtq_chain *src)
     memcpy(dst->seg, src->seg, sizeof(src->seg[0]) * src->n_seg);
 }
 
+/* While the poller is armed it looks at the completion queue itself, so
+ * completions need not signal the eventfd (an epoll_wait and a read for each
+ * would cost more than the requests). Turned on again when polling ends;
+ * what may have completed meanwhile is then signalled by hand. */
+static void cq_signal(struct blk_dev *b, bool on)
+{
+    if (!b->ring_ok || b->cq_quiet == !on)
+        return;
+    if (io_uring_cq_eventfd_toggle(&b->ring, on) < 0)
+        return; /* a kernel without the flag: always signalled */
+    b->cq_quiet = !on;
+    if (on && (b->n_inflight || io_uring_cq_ready(&b->ring)) && eventfd_write(b->efd, 1) < 0)
+        log_debug("drive %s: eventfd write: %s", b->dev.id, strerror(errno));
+}
+
 /* The ring is empty: hand back what is done (submit, reap, interrupt), then,
  * with a poll budget, keep notifications off and let the event loop watch
  * the avail ring for it, so that a guest with more requests coming need not
@@ -622,6 +638,7 @@ static bool blk_start_polling(struct blk_dev *b, bool *pushed)
 {
     if (!b->poll_us || !b->ev)
         return false;
+    cq_signal(b, false); /* before the submit: reads from the page cache complete in it */
     if (b->ring_ok && io_uring_sq_ready(&b->ring)) {
         io_uring_submit(&b->ring);
         *pushed |= async_reap(b, true);
@@ -647,14 +664,19 @@ static void bad_chain(struct blk_dev *b, uint16_t head, bool *pushed)
     *pushed = true;
 }
 
-/* Process the queue (t->lock held). Returns true if used entries were pushed
- * (the caller signals once). */
-static bool blk_run(struct blk_dev *b)
+/* Polling is over (reset, pause): completions signal again. */
+static void poll_stop(struct blk_dev *b)
+{
+    if (b->ev)
+        evloop_poll_cancel(b->ev, &b->poller);
+    cq_signal(b, true);
+}
+
+/* blk_run without the poller bookkeeping. */
+static bool run_queue(struct blk_dev *b)
 {
     struct virtq *q = &b->dev.t.queues[0];
     bool pushed = false;
-    if (b->ev)
-        evloop_poll_cancel(b->ev, &b->poller);
     if (!q->avail || q->broken || rl_is_blocked(&b->rl) || b->engine_blocked || b->dev.t.quiesced)
         return false;
     for (;;) {
@@ -702,6 +724,18 @@ out:
     return pushed;
 }
 
+/* Process the queue (t->lock held). Returns true if used entries were pushed
+ * (the caller signals once). */
+static bool blk_run(struct blk_dev *b)
+{
+    if (b->ev)
+        evloop_poll_cancel(b->ev, &b->poller);
+    bool pushed = run_queue(b);
+    if (!ev_poller_armed(&b->poller))
+        cq_signal(b, true);
+    return pushed;
+}
+
 /* ---- the loop's poller ---------------------------------------------------- */
 
 static bool poll_ready(struct ev_poller *p)
@@ -739,6 +773,8 @@ static void poll_expired(struct ev_poller *p)
         if (virtq_has_avail(q) && blk_run(b))
             vmmio_signal_used(&b->dev.t, 0);
     }
+    if (!ev_poller_armed(p))
+        cq_signal(b, true);
     vmmio_unlock(&b->dev.t);
 }
 
@@ -775,8 +811,7 @@ static void blk_reset(struct virtio_mmio *t)
 {
     struct blk_dev *b = to_blk(t);
     async_drain(b, false); /* the kernel must not write into forgotten buffers */
-    if (b->ev)
-        evloop_poll_cancel(b->ev, &b->poller);
+    poll_stop(b);
     b->has_pending = false;
     b->engine_blocked = false;
 }
@@ -789,8 +824,7 @@ static void blk_quiesce(struct virtio_mmio *t, bool on)
     struct blk_dev *b = to_blk(t);
     if (!on)
         return; /* the transport kicks the queue */
-    if (b->ev)
-        evloop_poll_cancel(b->ev, &b->poller);
+    poll_stop(b);
     async_drain(b, true);
     if (b->has_pending)
         virtq_unpop(&t->queues[0], 1);
@@ -973,6 +1007,14 @@ void blk_async_complete(struct blk_dev *b)
             vmmio_signal_used(&b->dev.t, 0);
     }
     vmmio_unlock(&b->dev.t);
+}
+
+bool blk_completions_signal(struct blk_dev *b)
+{
+    vmmio_lock(&b->dev.t);
+    bool on = !b->cq_quiet;
+    vmmio_unlock(&b->dev.t);
+    return on;
 }
 
 unsigned blk_in_flight(struct blk_dev *b)

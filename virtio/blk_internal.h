@@ -15,5 +15,8 @@ unsigned blk_in_flight(struct blk_dev *b);
 /* The rate limiter's timer fired: clear the block and re-run the queue
  * (takes t->lock). The main loop calls it; exposed for unit tests. */
 void blk_rate_limiter_expired(struct blk_dev *b);
+/* Whether io_uring completions signal the eventfd now: not while the
+ * device's poller is armed (it looks at the completion queue itself). */
+bool blk_completions_signal(struct blk_dev *b);
 
 #endif

@@ -1074,6 +1074,35 @@ static void test_poll_after_completion_async(void **state)
     h_teardown(&h);
 }
 
+/* Async: while the poller is armed, completions do not signal the eventfd
+ * (the poller looks at the completion queue: no epoll_wait and read per
+ * request); once polling ends they signal it again. */
+static void test_poll_quiet_completions_async(void **state)
+{
+    (void)state;
+    struct h h;
+    h_config(&h, "quiet", false, CACHE_WRITEBACK, IO_ENGINE_ASYNC);
+    make_file(h.path, FILE_SECTORS * 512, true);
+    h.cfg.poll_us = 1000;
+    assert_int_equal(h_create(&h, true), 0);
+    struct req a = add_req(&h, VIRTIO_BLK_T_IN, 5, 512, true);
+    kick(&h); /* submitted, and the poller armed */
+    assert_true(evloop_polling(&h.ev));
+    assert_false(blk_completions_signal(h.b));
+    loop_until_used(&h, 1);
+    assert_int_equal(*host(&h, a.status), VIRTIO_BLK_S_OK);
+    assert_int_equal(host(&h, a.data)[0], pattern(5 * 512));
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (evloop_polling(&h.ev)) {
+        if (now_ms() >= deadline)
+            fail_msg("the poller never gave up");
+        assert_true(evloop_run_once(&h.ev, 0) >= 0);
+    }
+    assert_true(blk_completions_signal(h.b));
+    assert_int_equal(blk_in_flight(h.b), 0);
+    h_teardown(&h);
+}
+
 /* A driver that re-posts heads still in flight (a hostile one can: nothing
  * but the avail index bounds it) runs the Async engine out of its io_uring
  * slots. The request that finds none waits, without losing its rate-limiter
@@ -1207,6 +1236,7 @@ int main(void)
         BOTH_ENGINES(test_event_loop),
         BOTH_ENGINES(test_poll_serves_without_kick),
         cmocka_unit_test(test_poll_after_completion_async),
+        cmocka_unit_test(test_poll_quiet_completions_async),
         cmocka_unit_test(test_slots_exhausted_async),
         BOTH_ENGINES(test_file_shrunk),
     };

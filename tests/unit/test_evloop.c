@@ -237,8 +237,9 @@ static void test_two_pollers_served(void **state)
     assert_true(d.expired_at - t0 >= 300000u);
 }
 
-/* A ready fd is served before any poller is looked at; the poller runs on
- * the next turn. */
+/* With the fds due (never looked at, or not for EVLOOP_FD_CHECK_US), a ready
+ * fd is served before any poller is looked at; the poller runs on the next
+ * turn. */
 static void test_fd_before_pollers(void **state)
 {
     struct evloop *ev = *state;
@@ -269,8 +270,8 @@ static void test_fd_before_pollers(void **state)
     close(efd);
 }
 
-/* While a poller finds work on every turn, the loop looks at the fds less
- * often (EVLOOP_FD_CHECK_US), but a ready fd is still served while the poller
+/* While a poller finds work on every turn, the loop looks at the fds once
+ * per EVLOOP_FD_CHECK_US, but a ready fd is still served while the poller
  * keeps running: it does not wait for the poller to stop. */
 static void test_fd_not_starved_by_busy_poller(void **state)
 {

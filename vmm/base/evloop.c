@@ -20,7 +20,6 @@ int evloop_init(struct evloop *ev)
 {
     ev->polling = NULL;
     ev->fds_seen_ns = 0;
-    ev->poller_ran = false;
     ev->epfd = epoll_create1(EPOLL_CLOEXEC);
     return ev->epfd < 0 ? -errno : 0;
 }
@@ -77,8 +76,6 @@ void evloop_poll(struct evloop *ev, struct ev_poller *p, unsigned us)
     if (us > EVLOOP_POLL_MAX_US)
         us = EVLOOP_POLL_MAX_US;
     uint64_t until = now_ns() + (uint64_t)us * 1000u;
-    if (!ev->polling)
-        ev->poller_ran = false; /* a polling period starts with a look at the fds */
     if (!p->until_ns) {
         p->next = ev->polling;
         ev->polling = p;
@@ -98,6 +95,7 @@ static int dispatch(struct evloop *ev, int timeout_ms)
     int n = epoll_wait(ev->epfd, evs, EVLOOP_BATCH, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
+    ev->fds_seen_ns = now_ns();
     for (int i = 0; i < n; i++) {
         struct ev_handler *h = evs[i].data.ptr;
         h->cb(h, evs[i].events);
@@ -117,13 +115,11 @@ static int poll_phase(struct evloop *ev)
             if (p->ready(p)) {
                 evloop_poll_cancel(ev, p);
                 p->run(p);
-                ev->poller_ran = true;
                 return 1;
             }
             if (now >= p->until_ns) {
                 evloop_poll_cancel(ev, p);
                 p->expired(p);
-                ev->poller_ran = false;
                 return 1;
             }
         }
@@ -135,19 +131,14 @@ static int poll_phase(struct evloop *ev)
 int evloop_run_once(struct evloop *ev, int timeout_ms)
 {
     if (ev->polling) {
-        /* fds first: they wait behind a poll only while pollers keep finding
-         * work, and then for EVLOOP_FD_CHECK_US at most. */
-        uint64_t now = now_ns();
-        if (!ev->poller_ran || now - ev->fds_seen_ns >= EVLOOP_FD_CHECK_US * 1000ull) {
-            ev->fds_seen_ns = now;
+        /* The fds are looked at once per EVLOOP_FD_CHECK_US while pollers are
+         * armed: a ready fd waits that long at most. */
+        if (now_ns() - ev->fds_seen_ns >= EVLOOP_FD_CHECK_US * 1000ull) {
             int n = dispatch(ev, 0);
-            if (n != 0) {
-                ev->poller_ran = false;
+            if (n != 0)
                 return n;
-            }
         }
         return poll_phase(ev);
     }
-    ev->poller_ran = false;
     return dispatch(ev, timeout_ms);
 }

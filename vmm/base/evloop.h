@@ -12,10 +12,10 @@
  * ready() sees work is disarmed and run(); one whose budget is spent is
  * disarmed and told expired() (it then asks the guest to kick again). So the
  * devices share one polling phase, no device lock is held while spinning, and
- * an idle guest costs nothing (nothing is armed). Ready fds go first, but
- * while pollers keep finding work the loop looks at the fds at most every
- * EVLOOP_FD_CHECK_US: an epoll_wait between every two requests of a busy
- * queue would cost more than the requests.
+ * an idle guest costs nothing (nothing is armed). While pollers are armed
+ * the loop looks at the fds once every EVLOOP_FD_CHECK_US, not on every
+ * turn: an epoll_wait between every two requests of a busy queue would cost
+ * more than the requests.
  */
 #ifndef EMBER_EVLOOP_H
 #define EMBER_EVLOOP_H
@@ -40,13 +40,12 @@ struct ev_poller {
 };
 
 #define EVLOOP_POLL_MAX_US 1000 /* the largest budget a poller may ask for */
-#define EVLOOP_FD_CHECK_US 50   /* fds looked at this often while pollers find work */
+#define EVLOOP_FD_CHECK_US 50   /* fds looked at this often while pollers are armed */
 
 struct evloop {
     int epfd;
     struct ev_poller *polling; /* armed pollers */
-    uint64_t fds_seen_ns;      /* the last look at the fds while polling */
-    bool poller_ran;           /* the last turn ran a poller that had found work */
+    uint64_t fds_seen_ns;      /* when epoll_wait last returned */
 };
 
 int evloop_init(struct evloop *ev);
@@ -59,6 +58,10 @@ void evloop_del(struct evloop *ev, struct ev_handler *h);
  * extend it if armed. Disarming a poller that is not armed is a no-op. */
 void evloop_poll(struct evloop *ev, struct ev_poller *p, unsigned us);
 void evloop_poll_cancel(struct evloop *ev, struct ev_poller *p);
+static inline bool ev_poller_armed(const struct ev_poller *p)
+{
+    return p->until_ns != 0;
+}
 bool evloop_polling(const struct evloop *ev);
 
 /* Dispatch what is ready, polling first if a poller is armed; waits up to
