@@ -747,17 +747,32 @@ static bool poll_ready(struct ev_poller *p)
            (b->ring_ok && io_uring_cq_ready(&b->ring));
 }
 
+/* Reap what io_uring completed, then serve the ring if asked to (`run`), if
+ * a queue waiting for a free slot can go on, or if completions were handed
+ * back with a poll budget (a guest at QD1 answers each completion with its
+ * next request: poll for it rather than wait for a kick). One interrupt for
+ * everything pushed. t->lock held. */
+static void reap_and_run(struct blk_dev *b, bool run)
+{
+    bool pushed = b->ring_ok && io_uring_cq_ready(&b->ring) && async_reap(b, true);
+    if (b->engine_blocked && b->n_free && b->dev.t.activated) {
+        b->engine_blocked = false;
+        run = true;
+    }
+    if (pushed && b->poll_us)
+        run = true;
+    if (run && b->dev.t.activated)
+        pushed |= blk_run(b);
+    if (pushed)
+        vmmio_signal_used(&b->dev.t, 0);
+}
+
 static void poll_run(struct ev_poller *p)
 {
     struct blk_dev *b = container_of(p, struct blk_dev, poller);
     vmmio_lock(&b->dev.t);
-    if (b->dev.t.activated && !b->dev.t.quiesced) {
-        bool pushed = b->ring_ok && io_uring_cq_ready(&b->ring) && async_reap(b, true);
-        if (b->engine_blocked && b->n_free)
-            b->engine_blocked = false;
-        if (blk_run(b) || pushed)
-            vmmio_signal_used(&b->dev.t, 0);
-    }
+    if (b->dev.t.activated && !b->dev.t.quiesced)
+        reap_and_run(b, true);
     vmmio_unlock(&b->dev.t);
 }
 
@@ -992,19 +1007,7 @@ void blk_async_complete(struct blk_dev *b)
         uint64_t v;
         if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
             log_debug("drive %s: eventfd read: %s", b->dev.id, strerror(errno));
-        bool pushed = async_reap(b, true);
-        if (b->engine_blocked && b->n_free && b->dev.t.activated) {
-            b->engine_blocked = false;
-            pushed |= blk_run(b);
-        } else if (pushed && b->poll_us && b->dev.t.activated) {
-            /* The guest is likely to answer a completion with its next
-             * request: hand the completions back and poll for it (blk_run
-             * signals before it polls) rather than wait for a kick. */
-            vmmio_signal_used(&b->dev.t, 0);
-            pushed = blk_run(b);
-        }
-        if (pushed)
-            vmmio_signal_used(&b->dev.t, 0);
+        reap_and_run(b, false);
     }
     vmmio_unlock(&b->dev.t);
 }
