@@ -6,7 +6,6 @@ import os
 import re
 import socket
 import subprocess
-import time
 
 from harness import check, test, vcpus_parked, wait_until
 
@@ -14,21 +13,22 @@ from harness import check, test, vcpus_parked, wait_until
 class Ember:
     """An `ember --api-sock` process; stdout (the guest console) goes to a file."""
 
-    def __init__(self, ctx, args=(), prefix=()):
-        """`prefix`: a command Ember runs under (for example prlimit and its flags)."""
-        self.sock = os.path.join(ctx.workdir, "api.sock")
-        self.out_path = os.path.join(ctx.workdir, "console.out")
-        self.err_path = os.path.join(ctx.workdir, "ember.err")
+    def __init__(self, ctx, args=(), prefix=(), name=None, api_timeout=10):
+        """`prefix`: a command Ember runs under (for example prlimit and its flags, or a
+        namespace). `name`: what its socket, console and log files are called, for a test that
+        runs several. `api_timeout`: seconds a request may take."""
+        files = (name + ".sock", name + ".out", name + ".err") if name else (
+            "api.sock", "console.out", "ember.err")
+        self.sock, self.out_path, self.err_path = (os.path.join(ctx.workdir, f) for f in files)
+        self.api_timeout = api_timeout
         self.out = open(self.out_path, "wb")
         self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(list(prefix) + [ctx.ember, "--api-sock", self.sock] +
                                      list(args),
                                      stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err)
-        for _ in range(200):
-            if os.path.exists(self.sock):
-                break
-            time.sleep(0.01)
-        check(os.path.exists(self.sock), "API socket did not appear")
+        wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10,
+                   "the API socket " + self.sock)
+        check(os.path.exists(self.sock), "ember exited at start:\n" + self.log())
 
     def console(self):
         with open(self.out_path, "rb") as f:
@@ -39,14 +39,20 @@ class Ember:
             return f.read().decode("utf-8", "replace")
 
     def curl(self, method, path, body=None):
-        cmd = ["curl", "-s", "--unix-socket", self.sock, "-X", method, "-w", "\n%{http_code}",
-               "-H", "Accept: application/json", "http://localhost" + path]
+        cmd = ["curl", "-s", "--max-time", str(self.api_timeout), "--unix-socket", self.sock,
+               "-X", method, "-w", "\n%{http_code}", "-H", "Accept: application/json",
+               "http://localhost" + path]
         if body is not None:
             cmd += ["-H", "Content-Type: application/json", "-d",
                     body if isinstance(body, str) else json.dumps(body)]
-        p = subprocess.run(cmd, capture_output=True, timeout=10)
+        p = subprocess.run(cmd, capture_output=True, timeout=self.api_timeout + 5)
         text, _, code = p.stdout.decode().rpartition("\n")
-        return int(code), (json.loads(text) if text.strip() else None)
+        return int(code or 0), (json.loads(text) if text.strip() else None)
+
+    def ok(self, method, path, body=None):
+        """The request must succeed with 204."""
+        code, reply = self.curl(method, path, body)
+        check(code == 204, "%s %s: %d %r\n%s" % (method, path, code, reply, self.log()[-3000:]))
 
     def raw(self, data, timeout=5):
         s = socket.socket(socket.AF_UNIX)

@@ -13,56 +13,16 @@ import time
 import uuid
 
 from harness import check, test, wait_until
+from test_api import Ember
 from test_virtio_blk import pattern
 
 SEED = 0x5eed
 
 
-class Vmm:
-    """An `ember --api-sock` process in the test's scratch directory (console and log in files),
-    optionally after a command prefix (a namespace)."""
-
-    def __init__(self, ctx, name, prefix=(), args=("--level", "Debug")):
-        self.ctx = ctx
-        self.sock = os.path.join(ctx.workdir, name + ".sock")
-        self.out_path = os.path.join(ctx.workdir, name + ".out")
-        self.err_path = os.path.join(ctx.workdir, name + ".err")
-        self.out = open(self.out_path, "wb")
-        self.err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(list(prefix) + [ctx.ember, "--api-sock", self.sock] + list(args),
-                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err)
-        wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10,
-                   "the API socket " + self.sock)
-        check(os.path.exists(self.sock), "ember %s exited at start:\n%s" % (name, self.log()))
-
-    def console(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def log(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def curl(self, method, path, body=None, timeout=60):
-        cmd = ["curl", "-s", "--max-time", str(timeout), "--unix-socket", self.sock, "-X", method,
-               "-w", "\n%{http_code}", "http://localhost" + path]
-        if body is not None:
-            cmd += ["-H", "Content-Type: application/json", "-d",
-                    body if isinstance(body, str) else json.dumps(body)]
-        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 5)
-        text, _, code = p.stdout.decode().rpartition("\n")
-        return int(code or 0), (json.loads(text) if text.strip() else None)
-
-    def ok(self, method, path, body=None):
-        code, reply = self.curl(method, path, body)
-        check(code == 204, "%s %s: %d %r\n%s" % (method, path, code, reply, self.log()[-3000:]))
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self.out.close()
-        self.err.close()
+def vmm(ctx, name, prefix=(), args=("--level", "Debug")):
+    """One of the test's Ember processes (files named after `name`), its log at debug level;
+    loads in the nested machine can take a while."""
+    return Ember(ctx, args, prefix, name=name, api_timeout=60)
 
 
 def boot_api(vm, kernel, args, drives=(), nets=(), mem_mib=128, track=False):
@@ -123,7 +83,7 @@ def test_snapshot_counter_and_disk_continue(ctx):
     disk = os.path.join(ctx.workdir, "disk.img")
     with open(disk, "wb") as f:
         f.truncate(16 << 20)
-    a = Vmm(ctx, "a")
+    a = vmm(ctx, "a")
     boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 blk-durable=0,%d" % SEED,
              drives=[blk_drive(disk)])
     wait_number(a, "durable", 100, 120)
@@ -140,7 +100,7 @@ def test_snapshot_counter_and_disk_continue(ctx):
     check(desc.returncode == 0 and "vcpus: 1" in desc.stdout and "drives/d0" in desc.stdout,
           "--describe-snapshot: %s %s" % (desc.stdout, desc.stderr))
 
-    b = Vmm(ctx, "b")
+    b = vmm(ctx, "b")
     code, root = b.curl("GET", "/")
     check(code == 200 and root["state"] == "Not started", "fresh process: %r" % root)
     load(b, snap, mem)
@@ -170,7 +130,7 @@ def test_snapshot_counter_and_disk_continue(ctx):
 def test_snapshot_full_then_diff(ctx):
     """track_dirty_pages: a Full snapshot, the guest goes on, a Diff snapshot holds only what
     changed; the Diff laid over the Full (tools' rebase-snap) restores the later state."""
-    a = Vmm(ctx, "a")
+    a = vmm(ctx, "a")
     boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0", track=True)
     wait_number(a, "counter", 20, 120)
     a.ok("PATCH", "/vm", {"state": "Paused"})
@@ -192,7 +152,7 @@ def test_snapshot_full_then_diff(ctx):
     r = subprocess.run([tool, "--base-file", merged, "--diff-file", mem2], capture_output=True,
                        text=True, timeout=60)
     check(r.returncode == 0, "rebase-snap: %s %s" % (r.stdout, r.stderr))
-    b = Vmm(ctx, "b")
+    b = vmm(ctx, "b")
     load(b, snap2, merged)
     last = numbers(before, "counter")[-1]
     wait_number(b, "counter", last + 20, 120)
@@ -200,7 +160,7 @@ def test_snapshot_full_then_diff(ctx):
     contiguous(numbers(before + b.console(), "counter"), "counter across Full, Diff and restore")
 
     # A Diff needs dirty tracking.
-    c = Vmm(ctx, "c")
+    c = vmm(ctx, "c")
     boot_api(c, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0")
     c.ok("PATCH", "/vm", {"state": "Paused"})
     code, reply = c.curl("PUT", "/snapshot/create", {
@@ -225,7 +185,7 @@ def test_snapshot_refused(ctx):
     """Wrong state, missing, corrupt, truncated, foreign, other-version files and a memory file
     of the wrong size get 400 with a fault_message naming the problem; the process stays as it
     was (no VM, no thread) and a good load afterwards works."""
-    a = Vmm(ctx, "a")
+    a = vmm(ctx, "a")
     code, reply = a.curl("PUT", "/snapshot/create", {
         "snapshot_path": os.path.join(ctx.workdir, "n.snap"),
         "mem_file_path": os.path.join(ctx.workdir, "n.mem")})
@@ -266,7 +226,7 @@ def test_snapshot_refused(ctx):
         ("memory too small", snap, short_mem, "bytes, but the snapshot"),
         ("memory missing", snap, os.path.join(ctx.workdir, "nope.mem"), "No such file"),
     ]
-    b = Vmm(ctx, "b")
+    b = vmm(ctx, "b")
     for what, s, m, want in cases:
         code, reply = b.curl("PUT", "/snapshot/load", {
             "snapshot_path": s, "mem_backend": {"backend_type": "File", "backend_path": m}})
@@ -296,7 +256,7 @@ def test_snapshot_refused(ctx):
     wait_number(b, "counter", last + 3, 60)
     b.kill()
     # A configured process may not load.
-    c = Vmm(ctx, "c")
+    c = vmm(ctx, "c")
     c.ok("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64})
     code, reply = c.curl("PUT", "/snapshot/load", {"snapshot_path": snap, "mem_file_path": mem})
     check(code == 400 and "after configuring" in reply["fault_message"],
@@ -308,7 +268,7 @@ def test_snapshot_refused(ctx):
 def test_snapshot_uffd_backend(ctx):
     """mem_backend Uffd: Ember sends the userfaultfd and the region layout to
     tools/uffd_handler, which serves every page from the memory file; the guest goes on."""
-    a = Vmm(ctx, "a")
+    a = vmm(ctx, "a")
     boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0")
     wait_number(a, "counter", 10, 60)
     a.ok("PATCH", "/vm", {"state": "Paused"})
@@ -320,7 +280,7 @@ def test_snapshot_uffd_backend(ctx):
     h = subprocess.Popen([tool, sock, mem], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: os.path.exists(sock) or h.poll() is not None, 10, "the handler socket")
-        b = Vmm(ctx, "b")
+        b = vmm(ctx, "b")
         load(b, snap, sock, backend="Uffd")
         wait_number(b, "counter", numbers(before, "counter")[-1] + 20, 60)
         b.kill()
@@ -406,7 +366,7 @@ def test_snapshot_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "10"))):
     vms = []
     try:
         netns(names[n])
-        a = Vmm(ctx, "a", prefix=["ip", "netns", "exec", names[n]])
+        a = vmm(ctx, "a", prefix=["ip", "netns", "exec", names[n]])
         boot_api(a, ctx.guest("guest-pvh.elf"),
                  "quiet smp=0 net-ip=%s net-echo=7 net-timeout=100000" % GUEST_IP,
                  drives=[blk_drive(disk)],
@@ -422,7 +382,7 @@ def test_snapshot_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "10"))):
             # The clone's own disk appears at the saved path in its mount namespace.
             prefix = ["ip", "netns", "exec", names[i], "unshare", "-m", "--propagation", "private",
                       "sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', own, disk]
-            vms.append(Vmm(ctx, "c%d" % i, prefix=prefix, args=()))
+            vms.append(vmm(ctx, "c%d" % i, prefix=prefix, args=()))
         # Every clone restored (paused, so the loads do not wait on running guests), then all
         # resumed at once and spoken to at once.
         t0 = time.monotonic()
@@ -487,7 +447,7 @@ def test_snapshot_linux_userspace(ctx):
 
     with TapNS() as ns:
         prefix = ["ip", "netns", "exec", ns.name]
-        a = Vmm(ctx, "a", prefix=prefix)
+        a = vmm(ctx, "a", prefix=prefix)
         try:
             a.ok("PUT", "/boot-source", {"kernel_image_path": ctx.image("vmlinux"),
                                          "boot_args": args})
@@ -508,7 +468,7 @@ def test_snapshot_linux_userspace(ctx):
             a.kill()
         offset_before = before[-1][1] - host_at_pause
         time.sleep(3)  # the gap a realtime clock restore must cover
-        b = Vmm(ctx, "b", prefix=prefix)
+        b = vmm(ctx, "b", prefix=prefix)
         try:
             load(b, snap, mem, clock_realtime=True)
             last = before[-1][0]
