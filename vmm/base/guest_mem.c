@@ -10,15 +10,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end)
+/* What every kind of mapping needs: whole 4 KiB pages, a page-aligned gap. */
+static int check_layout(uint64_t size, uint64_t gap_start, uint64_t gap_end)
 {
-    memset(gm, 0, sizeof(*gm));
     if (size == 0 || (size & 0xfff))
         return err_set(-EINVAL, "guest memory size %llu is not a positive multiple of 4 KiB",
                        (unsigned long long)size);
     if (gap_start == 0 || (gap_start & 0xfff) || gap_end < gap_start || (gap_end & 0xfff))
         return err_set(-EINVAL, "guest memory: bad MMIO gap [0x%llx, 0x%llx)",
                        (unsigned long long)gap_start, (unsigned long long)gap_end);
+    return 0;
+}
+
+/* RAM mapped at p: below the gap up to gap_start, the rest from gap_end. */
+static void set_layout(struct guest_mem *gm, void *p, uint64_t size, uint64_t gap_start,
+                       uint64_t gap_end)
+{
+    gm->host = p;
+    gm->size = size;
+    gm->low_size = size < gap_start ? size : gap_start;
+    gm->high_gpa = gap_end;
+}
+
+int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end)
+{
+    memset(gm, 0, sizeof(*gm));
+    int rc = check_layout(size, gap_start, gap_end);
+    if (rc)
+        return rc;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
     if (p == MAP_FAILED) {
@@ -31,10 +50,7 @@ int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint
      * of 0.4 MiB resident, depending on where the mapping lands). Advice only: a host
      * without THP refuses it, which changes nothing. */
     (void)madvise(p, size, MADV_NOHUGEPAGE);
-    gm->host = p;
-    gm->size = size;
-    gm->low_size = size < gap_start ? size : gap_start;
-    gm->high_gpa = gap_end;
+    set_layout(gm, p, size, gap_start, gap_end);
     return 0;
 }
 
@@ -63,10 +79,10 @@ int guest_mem_init_huge(struct guest_mem *gm, uint64_t size, uint64_t gap_start,
         }
         return 0;
     }
-    int rc = guest_mem_init(gm, huge, gap_start, gap_end); /* the argument checks */
+    memset(gm, 0, sizeof(*gm));
+    int rc = check_layout(size, gap_start, gap_end);
     if (rc)
         return rc;
-    guest_mem_free(gm);
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
     if (p == MAP_FAILED) {
@@ -77,10 +93,7 @@ int guest_mem_init_huge(struct guest_mem *gm, uint64_t size, uint64_t gap_start,
                        (unsigned long long)(size >> 20), strerror(e),
                        (unsigned long long)(size / huge));
     }
-    gm->host = p;
-    gm->size = size;
-    gm->low_size = size < gap_start ? size : gap_start;
-    gm->high_gpa = gap_end;
+    set_layout(gm, p, size, gap_start, gap_end);
     return 0;
 }
 
@@ -88,22 +101,20 @@ int guest_mem_map_file(struct guest_mem *gm, uint64_t size, uint64_t gap_start, 
                        int fd)
 {
     memset(gm, 0, sizeof(*gm));
+    int rc = check_layout(size, gap_start, gap_end);
+    if (rc)
+        return rc;
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return err_set(-EINVAL, "memory file: not a regular file");
     if ((uint64_t)st.st_size != size)
         return err_set(-EINVAL, "memory file: %llu bytes, the snapshot's guest has %llu",
                        (unsigned long long)st.st_size, (unsigned long long)size);
-    if (size == 0 || (size & 0xfff) || gap_start == 0 || (gap_start & 0xfff) || gap_end < gap_start)
-        return err_set(-EINVAL, "memory file: bad size or MMIO gap");
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED)
         return err_set(-errno, "memory file: cannot map %llu MiB: %s",
                        (unsigned long long)(size >> 20), strerror(errno));
-    gm->host = p;
-    gm->size = size;
-    gm->low_size = size < gap_start ? size : gap_start;
-    gm->high_gpa = gap_end;
+    set_layout(gm, p, size, gap_start, gap_end);
     gm->file_backed = true;
     gm->file_fd = fd;
     return 0;
