@@ -608,14 +608,7 @@ def test_compat_kata_install_jailer_root(ctx):
         sock = os.path.join(root, "run", "firecracker.socket")
         wait_until(lambda: os.path.exists(sock) or p.poll() is not None, 15, "the jail socket")
         check(os.path.exists(sock), "no %s; jailer: %s" % (sock, read(err_path)))
-        for method, path, body, want in (
-                ("PUT", "/boot-source", '{"kernel_image_path": "/vmlinux", "boot_args": '
-                 '"counter=0"}', 204),
-                ("PUT", "/machine-config", '{"vcpu_count": 1, "mem_size_mib": 64}', 204),
-                ("PUT", "/actions", '{"action_type": "InstanceStart"}', 204),
-                ("GET", "/", None, 200)):
-            code, text = fc_curl(sock, method, path, body)
-            check(code == want, "%s %s in the jail: %d\n%s" % (method, path, code, text))
+        start_in_jail(sock, after=[("GET", "/", None, 200)])
         wait_until(lambda: "counter: 3" in read(out_path), 20, "the jailed guest counting")
         code, _ = fc_curl(sock, "PUT", "/actions", '{"action_type": "SendCtrlAltDel"}')
         check(code == 204, "SendCtrlAltDel")
@@ -655,6 +648,19 @@ def flag_value(argv, flag):
     return int(argv[argv.index(flag) + 1])
 
 
+def start_in_jail(sock, before=(), after=()):
+    """Through the jail's API socket: the `before` requests, a counting boot of /vmlinux
+    (64 MiB, one vCPU), then the `after` requests; each (method, path, body, status) must
+    answer that status."""
+    boot = [("PUT", "/boot-source", '{"kernel_image_path": "/vmlinux", "boot_args": '
+             '"counter=0"}', 204),
+            ("PUT", "/machine-config", '{"vcpu_count": 1, "mem_size_mib": 64}', 204),
+            ("PUT", "/actions", '{"action_type": "InstanceStart"}', 204)]
+    for method, path, body, want in list(before) + boot + list(after):
+        code, text = fc_curl(sock, method, path, body)
+        check(code == want, "%s %s in the jail: %d\n%s" % (method, path, code, text))
+
+
 def boot_in_jail(sock, root, uid=0, gid=0):
     """Drive a counting boot through the jail's API socket, its console to /serial.out and
     its metrics to /metrics.json (both inside the jail, made beforehand for uid:gid, as
@@ -664,15 +670,9 @@ def boot_in_jail(sock, root, uid=0, gid=0):
         path = os.path.join(root, name)
         open(path, "wb").close()
         os.chown(path, uid, gid)
-    for method, path, body, want in (
-            ("PUT", "/serial", '{"serial_out_path": "/serial.out"}', 204),
-            ("PUT", "/metrics", '{"metrics_path": "/metrics.json"}', 204),
-            ("PUT", "/boot-source", '{"kernel_image_path": "/vmlinux", "boot_args": '
-             '"counter=0"}', 204),
-            ("PUT", "/machine-config", '{"vcpu_count": 1, "mem_size_mib": 64}', 204),
-            ("PUT", "/actions", '{"action_type": "InstanceStart"}', 204)):
-        code, text = fc_curl(sock, method, path, body)
-        check(code == want, "%s %s in the jail: %d\n%s" % (method, path, code, text))
+    start_in_jail(sock, before=[
+        ("PUT", "/serial", '{"serial_out_path": "/serial.out"}', 204),
+        ("PUT", "/metrics", '{"metrics_path": "/metrics.json"}', 204)])
     out = os.path.join(root, "serial.out")
 
     def counted():
