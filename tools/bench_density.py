@@ -32,8 +32,10 @@ mounts, files in the run directory, and MemAvailable back within --mem-tolerance
 Sources (pluggable: class Source): `guest` (build/guest/guest-pvh.elf, `quiet smp=0 idle`:
 it writes the boot timer, prints `guest: idle` and halts with interrupts off), `linux`
 (--images DIR: vmlinux + initramfs.cpio, the init runs `sleep` for good: Linux idle in user
-space), `clones` (restored from one snapshot: NOT YET AVAILABLE, snapshots are issue 11's
-work; the option exists and stops with that message).
+space), `clones` (the idle test guest booted once, snapshotted, and restored by every VM:
+Ember's PUT /snapshot/load with the File backend, one memory file mapped MAP_PRIVATE by
+all; QEMU's -incoming from one migration file; up = Ember's load answered, QEMU's QMP
+status "running", since a restored halted guest prints nothing; not ember-config).
 
 floor: the raw-KVM floor (tools/kvm_floor.c: open /dev/kvm, one VM, lazily mapped RAM, one
 vCPU, a guest that writes the boot-timer port, exit on that write) against Ember booting a
@@ -64,6 +66,7 @@ import signal
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -266,14 +269,123 @@ class LinuxSource(Source):
         self.reset_args = base + " ember.cmd=true"
 
 
-class ClonesSource(Source):
+class ClonesSource(GuestSource):
+    """The idle test guest, booted once, snapshotted halted, and restored N times from that
+    one snapshot (Ember: PUT /snapshot/load, File backend: every clone maps the one memory
+    file MAP_PRIVATE; QEMU: -incoming from one migration file). A restored guest is halted
+    with interrupts off and prints nothing, so a clone is up when its VMM says it runs:
+    Ember's load answered 204 (vCPUs running), QEMU's QMP query-status "running"."""
     name = "clones"
+    restores = True
 
-    def __init__(self, a):
-        raise SourceUnavailable(
-            "--source clones (VMs restored from one snapshot) is not yet available: it needs "
-            "snapshots (issue 11, in progress). The harness is ready for it: a Source that "
-            "restores instead of booting plugs in here.")
+
+def make_ember_snapshot(r):
+    """Boot the idle guest once with Ember, pause it, snapshot it: (snapshot, memory file),
+    both readable by the jailed uid."""
+    snap, mem = os.path.join(r.dir, "clone.snap"), os.path.join(r.dir, "clone.mem")
+    sock = os.path.join(r.dir, "snap-src.sock")
+    out = os.path.join(r.dir, "snap-src.out")
+    with open(out, "wb") as f, open(os.path.join(r.dir, "snap-src.err"), "wb") as err:
+        p = subprocess.Popen([r.a.ember, "--api-sock", sock], stdin=subprocess.DEVNULL,
+                             stdout=f, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        wait_socket(sock, deadline)
+        http(sock, [("PUT", "/boot-source", {"kernel_image_path": r.kernel,
+                                             "boot_args": r.src.args}),
+                    ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": r.a.mem,
+                                                "smt": False}),
+                    ("PUT", "/actions", {"action_type": "InstanceStart"})], 60)
+        wait_file(out, r.src.idle_marker, deadline)
+        http(sock, [("PATCH", "/vm", {"state": "Paused"}),
+                    ("PUT", "/snapshot/create", {"snapshot_path": snap, "mem_file_path": mem})],
+             120)
+    finally:
+        p.kill()
+        p.wait()
+    for f in (snap, mem):
+        os.chmod(f, 0o644)
+    os.unlink(sock)
+    return snap, mem
+
+
+def make_qemu_state(r):
+    """Boot the idle guest once with QEMU and migrate it to a file (what -incoming reads)."""
+    path = os.path.join(r.dir, "clone.qemu")
+    mon = os.path.join(r.dir, "qsrc.qmp")
+    out = os.path.join(r.dir, "qsrc.out")
+    argv = bench_boot.qemu_argv(r.a.qemu, r.kernel, r.src.args, r.a.mem, no_reboot=True)
+    with open(out, "wb") as f:
+        p = subprocess.Popen(argv + ["-qmp", "unix:%s,server=on,wait=off" % mon],
+                             stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        wait_file(out, r.src.idle_marker, deadline)
+        q = Qmp(mon, deadline)
+        q.cmd("migrate", {"uri": "exec:cat > %s" % path})
+        while q.cmd("query-migrate").get("status") != "completed":
+            if time.monotonic() > deadline:
+                raise OSError("QEMU: the migration to %s did not complete" % path)
+            time.sleep(0.05)
+        q.close()
+    finally:
+        p.kill()
+        p.wait()
+    return path
+
+
+def wait_file(path, marker, deadline):
+    while True:
+        with open(path, "rb") as f:
+            if marker in f.read():
+                return
+        if time.monotonic() > deadline:
+            raise OSError("no %r in %s in time" % (marker, path))
+        time.sleep(0.01)
+
+
+class Qmp:
+    """A QMP connection: capabilities negotiated; cmd() returns "return" (raises on "error")."""
+
+    def __init__(self, path, deadline):
+        while True:
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise OSError("QMP socket %s: not accepting" % path)
+                time.sleep(0.002)
+        self.s.settimeout(max(1.0, deadline - time.monotonic()))
+        self.buf = b""
+        self.read()  # the greeting
+        self.cmd("qmp_capabilities")
+
+    def read(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise OSError("QMP connection closed")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def cmd(self, name, args=None):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.s.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            m = self.read()
+            if "return" in m:
+                return m["return"]
+            if "error" in m:
+                raise OSError("QMP %s: %s" % (name, m["error"]))
+
+    def close(self):
+        self.s.close()
 
 
 SOURCES = {"guest": GuestSource, "linux": LinuxSource, "clones": ClonesSource}
@@ -462,11 +574,21 @@ class EmberApi(Kind):
     def host_paths(self, vm):
         return self.r.kernel, self.r.initrd
 
+    def snapshot_paths(self, vm):
+        return self.r.snap, self.r.mem
+
     def start(self, vm, args=None, deadline_s=60):
         deadline = time.monotonic() + deadline_s
         sock = self.sock_path(vm)
         self.spawn(vm, self.argv(vm, sock), os.path.join(self.r.logdir, "%d.log" % vm.idx))
         wait_socket(sock, deadline)
+        if self.r.restores:
+            snap, mem = self.snapshot_paths(vm)
+            http(sock, [("PUT", "/snapshot/load", {
+                "snapshot_path": snap, "mem_backend": {"backend_type": "File", "backend_path": mem},
+                "resume_vm": True})], max(1.0, deadline - time.monotonic()))
+            vm.up_ns = time.perf_counter_ns() - vm.t0  # answered: its vCPUs run
+            return
         kernel, initrd = self.host_paths(vm)
         bs = {"kernel_image_path": kernel, "boot_args": args or self.r.src.args}
         if initrd:
@@ -491,7 +613,8 @@ class EmberJailer(EmberApi):
         vm.jail = "%s-%d" % (r.tag, vm.idx)
         root = os.path.join(r.jailbase, os.path.basename(r.a.ember), vm.jail, "root")
         os.makedirs(root)
-        for src, dst in ((r.kernel, "kernel"), (r.initrd, "initrd")):
+        for src, dst in ((r.kernel, "kernel"), (r.initrd, "initrd"), (r.snap, "snap"),
+                         (r.mem, "mem")):
             if src:
                 os.link(src, os.path.join(root, dst))
         super().start(vm, args, deadline_s)
@@ -511,6 +634,9 @@ class EmberJailer(EmberApi):
 
     def host_paths(self, vm):
         return "/kernel", "/initrd" if self.r.initrd else None
+
+    def snapshot_paths(self, vm):
+        return "/snap", "/mem"
 
     def cleanup(self, vm):
         if vm.jail:
@@ -554,6 +680,23 @@ class Qemu(Kind):
         r = self.r
         argv = bench_boot.qemu_argv(r.a.qemu, r.kernel, args or r.src.args, r.a.mem,
                                     initrd=r.initrd, no_reboot=True)
+        if r.restores:  # up once QMP says it runs (the restored guest prints nothing)
+            deadline = time.monotonic() + deadline_s
+            qmp = os.path.join(r.rundir, "%d.qmp" % vm.idx)
+            self.spawn(vm, argv + ["-qmp", "unix:%s,server=on,wait=off" % qmp,
+                                   "-incoming", "exec:cat %s" % r.qstate],
+                       os.path.join(r.logdir, "%d.log" % vm.idx))
+            q = Qmp(qmp, deadline)
+            try:
+                while q.cmd("query-status").get("status") != "running":
+                    if time.monotonic() > deadline:
+                        raise OSError("QEMU: not running after -incoming")
+                    time.sleep(0.001)
+                vm.up_ns = time.perf_counter_ns() - vm.t0
+            finally:
+                q.close()
+                os.unlink(qmp)
+            return
         self.spawn(vm, argv, os.path.join(r.logdir, "%d.log" % vm.idx))
         self.wait_up(vm, time.monotonic() + deadline_s,
                      (UP,) if args else (UP, r.src.idle_marker))
@@ -610,6 +753,17 @@ class Run:
             f.write(static_elf(TRIVIAL_CODE))
         os.chmod(self.trivial, 0o755)
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.restores = bool(src and getattr(src, "restores", False))
+        self.snap = self.mem = self.qstate = None
+
+    def prepare(self, kind_name):
+        """Clones: the one snapshot (or QEMU migration file) this run's VMs restore from."""
+        if not self.restores:
+            return
+        if kind_name in ("ember-api", "ember-jailer"):
+            self.snap, self.mem = make_ember_snapshot(self)
+        elif kind_name == "qemu":
+            self.qstate = make_qemu_state(self)
 
     def baseline(self):
         return {"mem": meminfo(), "fds": fd_count(), "net": sorted(os.listdir("/sys/class/net")),
@@ -730,6 +884,7 @@ def exit_code(st):
 
 def density_one(a, src, tmp, kind_name, n):
     r = Run(a, src, tmp)
+    r.prepare(kind_name)
     kind = KINDS[kind_name](r)
     base = r.baseline()
     vms, wall, stopped_at = start_all(kind, n, a.P, a.reserve_mib * 1024)
@@ -846,6 +1001,10 @@ def cmd_density(a, tmp):
         for kind in a.vmm:
             if kind == "qemu" and a.qemu_max and n > a.qemu_max:
                 print("  %-12s N=%d skipped (--qemu-max %d)" % (kind, n, a.qemu_max))
+                continue
+            if kind == "ember-config" and getattr(src, "restores", False):
+                print("  %-12s skipped: a config file cannot load a snapshot (nor can "
+                      "Firecracker's)" % kind)
                 continue
             res = density_one(a, src, tmp, kind, n)
             out["results"].append(res)

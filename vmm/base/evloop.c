@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #define EVLOOP_BATCH 16
+#define EVLOOP_SPINS 64 /* looks at the pollers per clock read */
 
 static uint64_t now_ns(void)
 {
@@ -104,26 +105,30 @@ static int dispatch(struct evloop *ev, int timeout_ms)
 }
 
 /* Spin over the armed pollers until one has work (run it) or a budget is
- * spent (tell it). One at a time: run() and expired() may arm or cancel
- * pollers, so the list is walked afresh each round. Returns 1, or 0 if none
- * was armed. */
+ * spent (tell it). The clock is read once per EVLOOP_SPINS looks, not on
+ * every look: a read costs many times a look at a ring index (more so under
+ * emulation, where rdtsc calls into the emulator). One poller at a time:
+ * run() and expired() may arm or cancel pollers, so the list is walked
+ * afresh after each. Returns 1, or 0 if none was armed. */
 static int poll_phase(struct evloop *ev)
 {
     while (ev->polling) {
+        for (int i = 0; i < EVLOOP_SPINS; i++) {
+            for (struct ev_poller *p = ev->polling; p; p = p->next)
+                if (p->ready(p)) {
+                    evloop_poll_cancel(ev, p);
+                    p->run(p);
+                    return 1;
+                }
+            __builtin_ia32_pause();
+        }
         uint64_t now = now_ns();
-        for (struct ev_poller *p = ev->polling; p; p = p->next) {
-            if (p->ready(p)) {
-                evloop_poll_cancel(ev, p);
-                p->run(p);
-                return 1;
-            }
+        for (struct ev_poller *p = ev->polling; p; p = p->next)
             if (now >= p->until_ns) {
                 evloop_poll_cancel(ev, p);
                 p->expired(p);
                 return 1;
             }
-        }
-        __builtin_ia32_pause();
     }
     return 0;
 }
