@@ -20,6 +20,7 @@ class Ember:
         files = (name + ".sock", name + ".out", name + ".err") if name else (
             "api.sock", "console.out", "ember.err")
         self.sock, self.out_path, self.err_path = (os.path.join(ctx.workdir, f) for f in files)
+        self.ctx = ctx
         self.api_timeout = api_timeout
         self.out = open(self.out_path, "wb")
         self.err = open(self.err_path, "wb")
