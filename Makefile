@@ -5,6 +5,8 @@ PREFIX ?= /usr/local
 CC ?= gcc
 BUILD ?= build
 PYTHON ?= /usr/bin/python3
+# The layer archives' rules come before `all`; a bare `make` still builds everything.
+.DEFAULT_GOAL := all
 
 HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers

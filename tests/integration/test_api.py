@@ -13,10 +13,11 @@ from harness import check, test, vcpus_parked, wait_until
 class Ember:
     """An `ember --api-sock` process; stdout (the guest console) goes to a file."""
 
-    def __init__(self, ctx, args=(), prefix=(), name=None, api_timeout=10):
+    def __init__(self, ctx, args=(), prefix=(), name=None, api_timeout=10, cwd=None):
         """`prefix`: a command Ember runs under (for example prlimit and its flags, or a
         namespace). `name`: what its socket, console and log files are called, for a test that
-        runs several. `api_timeout`: seconds a request may take."""
+        runs several. `api_timeout`: seconds a request may take. `cwd`: Ember's working
+        directory (relative paths in requests resolve there)."""
         files = (name + ".sock", name + ".out", name + ".err") if name else (
             "api.sock", "console.out", "ember.err")
         self.sock, self.out_path, self.err_path = (os.path.join(ctx.workdir, f) for f in files)
@@ -26,7 +27,8 @@ class Ember:
         self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(list(prefix) + [ctx.ember, "--api-sock", self.sock] +
                                      list(args),
-                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err)
+                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
+                                     cwd=cwd)
         wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10,
                    "the API socket " + self.sock)
         check(os.path.exists(self.sock), "ember exited at start:\n" + self.log())

@@ -24,19 +24,7 @@ class NsEmber(Ember):
     """Ember with the API, optionally run through a command prefix (ip netns exec ...)."""
 
     def __init__(self, ctx, prefix=(), name="api"):
-        self.sock = os.path.join(ctx.workdir, name + ".sock")
-        self.out_path = os.path.join(ctx.workdir, name + ".console")
-        self.err_path = os.path.join(ctx.workdir, name + ".err")
-        self.out = open(self.out_path, "wb")
-        self.err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(list(prefix) + [ctx.ember, "--api-sock", self.sock],
-                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
-                                     cwd=ctx.workdir)
-        for _ in range(500):
-            if os.path.exists(self.sock):
-                break
-            time.sleep(0.01)
-        check(os.path.exists(self.sock), "API socket did not appear")
+        super().__init__(ctx, prefix=prefix, name=name, cwd=ctx.workdir)
 
     def describe(self):
         return "--- console ---\n%s\n--- stderr ---\n%s" % (self.console()[-3000:], self.log()[-3000:])
