@@ -153,12 +153,21 @@ void vcpu_ctl_stop(struct vcpu_ctl *c, struct vcpu *v, unsigned n)
     }
 }
 
-/* Between KVM_RUN calls: park while the VM is paused. */
+/* Between KVM_RUN calls: park while the VM is paused. The exit just handled
+ * (a port or MMIO access) is only complete, and the registers past its
+ * instruction, after the next KVM_RUN: one with immediate_exit set completes
+ * it and returns EINTR without running the guest. Without it a snapshot
+ * taken in the pause would replay the access (a console byte twice). */
 static void park_if_paused(struct vcpu *v)
 {
     struct vcpu_ctl *c = v->ctl;
     pthread_mutex_lock(&c->lock);
     if (c->paused && !vcpu_ctl_exited(c)) {
+        v->run->immediate_exit = 1;
+        int r = ioctl(v->fd, KVM_RUN, 0);
+        if (r == 0 || (errno != EINTR && errno != EAGAIN))
+            log_debug("vcpu %u: KVM_RUN completing the last exit: %s", v->index,
+                      r == 0 ? "returned 0" : strerror(errno));
         /* Tell a kvmclock guest it was stopped, so its soft-lockup and RCU
          * watchdogs do not count the pause (EINVAL without kvmclock: fine). */
         ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
