@@ -58,8 +58,9 @@ def fifty(ctx, kind_name):
               "%s: after SIGTERM exit statuses %r, %d needed SIGKILL" % (kind_name, codes, killed))
         lk = r.leaks(base, vms, time.monotonic() + 30)
         check(lk["ok"], "%s: left behind: %r" % (kind_name, lk))
-        print("  %s: %d up in %.1f s, down in %.1f s, MemAvailable back within %d KiB" % (
-            kind_name, N, wall, t_down, lk["mem_available_drop_kib"]))
+        print("  %s: %d up in %.1f s, down in %.1f s, MemAvailable back within %d KiB%s" % (
+            kind_name, N, wall, t_down, lk["mem_available_drop_kib"],
+            " (after dropping clean caches)" if lk["dropped_caches"] else ""))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
