@@ -73,10 +73,9 @@ def blk_drive(path, drive_id="d0"):
 def contiguous(seq, what):
     """`seq` counts up by one from its first number; else the message shows where it breaks."""
     check(seq, "%s: no numbers" % what)
-    breaks = [i for i in range(1, len(seq)) if seq[i] != seq[i - 1] + 1]
-    check(not breaks, "%s: not one run without gaps or repeats: %d numbers, first break at %d: %s" % (
-        what, len(seq), breaks[0] if breaks else 0,
-        seq[max(0, breaks[0] - 5):breaks[0] + 5] if breaks else []))
+    at = next((i for i in range(1, len(seq)) if seq[i] != seq[i - 1] + 1), None)
+    check(at is None, "%s: not one run without gaps or repeats: %d numbers, first break at %s: %s"
+          % (what, len(seq), at, seq[max(0, (at or 0) - 5):(at or 0) + 5]))
 
 
 @test("fast", timeout=400)

@@ -7,7 +7,6 @@ from the start: correct data, and the metrics count throttled events."""
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
