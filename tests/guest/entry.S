@@ -95,6 +95,8 @@ gate_entry:
 	je	sys_triple_fault
 	cmp	$SYS_HALT, %eax
 	je	sys_halt
+	cmp	$SYS_WAIT, %eax
+	je	sys_wait
 	mov	%edi, %eax			/* SYS_CPUID */
 	mov	%esi, %ecx
 	cpuid
@@ -115,19 +117,41 @@ sys_halt:
 	cli
 	hlt
 	jmp	sys_halt
+sys_wait:					/* sti's one-instruction shadow: an interrupt */
+	sti					/* already pending wakes the hlt, none is lost */
+	hlt
+	cli
+	iretq
+
+/* Vectors 32-63 (interrupt gates, IF=0 inside; the stub pushed the vector):
+ * count it in irq_counts (irq.c), EOI to the LAPIC, return. They arrive only
+ * inside sys_wait (IF is 0 everywhere else). */
+irq_entry:
+	push	%rax
+	mov	8(%rsp), %rax
+	incq	irq_counts - 32 * 8(, %rax, 8)
+	mov	$(LAPIC_BASE + LAPIC_EOI), %eax
+	movl	$0, (%rax)
+	pop	%rax
+	add	$8, %rsp
+	iretq
 
 /* Exception stubs, 16 bytes apart (the static IDT in tables.S points at
- * isr_table + 16 * vector); GATE_VECTOR's goes to gate_entry. */
+ * isr_table + 16 * vector); GATE_VECTOR's goes to gate_entry, 32 and up to
+ * irq_entry. */
 	.section .text.isr, "ax"
 	.balign 1024
 	.globl isr_table
 isr_table:
 	.set vec, 0
-	.rept 32
+	.rept N_VECTORS
 	.balign 16
 	/* vectors 8, 10-14, 17, 21, 29, 30 push an error code themselves */
 	.if vec == GATE_VECTOR
 	jmp	gate_entry
+	.elseif vec >= 32
+	pushq	$vec
+	jmp	irq_entry
 	.else
 	.if (vec == 8) || (vec >= 10 && vec <= 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
 	.else

@@ -106,6 +106,13 @@ static inline u16 peek16(u64 pa) { return *(volatile u16 *)(uintptr_t)pa; }
 static inline u8 peek8(u64 pa) { return *(volatile u8 *)(uintptr_t)pa; }
 static inline void poke64(u64 pa, u64 v) { *(volatile u64 *)(uintptr_t)pa = v; }
 
+/* irq.c: route IOAPIC pin `gsi` to this CPU (the first call also enables
+ * the LAPIC and its ~1 s periodic timer and masks the 8259s); irq_wait()
+ * sleeps until an interrupt or the next timer tick. Vectors: layout.h. */
+void irq_route(u32 gsi);
+void irq_wait(void);
+u64 irq_count(u32 vector); /* interrupts taken on `vector` so far */
+
 /* lib.c */
 void *memcpy(void *d, const void *s, size_t n);
 void *memset(void *d, int c, size_t n);

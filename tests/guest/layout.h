@@ -33,6 +33,16 @@
 #define SYS_FLUSH_TLB 2    /* reload CR3 */
 #define SYS_TRIPLE_FAULT 3 /* load an empty IDT and execute ud2 */
 #define SYS_HALT 4         /* cli; hlt forever */
+#define SYS_WAIT 5         /* sti; hlt; cli: sleep until an interrupt (irq.c) */
+
+/* Interrupts (irq.c): vectors 32-63 all go to one stub that only sends the
+ * LAPIC its EOI; the code that slept looks at its rings itself. */
+#define IRQ_VECTOR 0x30      /* IOAPIC pins we route */
+#define TIMER_VECTOR 0x31    /* the LAPIC timer: bounds every sleep */
+#define SPURIOUS_VECTOR 0x3f
+#define N_VECTORS 64
+#define LAPIC_BASE 0xfee00000
+#define LAPIC_EOI 0xb0
 
 /* AP trampoline: copied here, started with SIPI vector AP_BASE >> 12. */
 #define AP_BASE 0x10000

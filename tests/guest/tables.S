@@ -36,12 +36,13 @@ idtr:
 	.quad	idt
 	.globl idtr
 
-/* Interrupt gates: vectors 0-31 -> isr_table + 16 * vector.  Vector 3 (int3)
- * has DPL3: it is the CPL3 -> CPL0 service gate (entry.S, gate_entry). */
+/* Interrupt gates: vectors 0-63 -> isr_table + 16 * vector.  Vector 3 (int3)
+ * has DPL3: it is the CPL3 -> CPL0 service gate (entry.S, gate_entry); 32-63
+ * are device and timer interrupts (entry.S, irq_entry). */
 	.balign 16
 idt:
 	.set vec, 0
-	.rept 32
+	.rept N_VECTORS
 	.word	__isr_lo + 16 * vec, KERNEL_CS
 	.byte	0, 0x8e | ((vec == GATE_VECTOR) & 0x60)	/* gas: true == -1 */
 	.word	__isr_hi

@@ -3,6 +3,7 @@
  * sequence-numbered UDP datagrams on another, can stall its RX ring, and
  * can send a burst of UDP datagrams (bench), and can hand the device one
  * malformed chain first (`net-hostile=CASE`). */
+#include "layout.h"
 #include "virtio.h"
 
 #define VNET_F_MTU 3
@@ -178,8 +179,14 @@ static struct {
 	u64 stall_ms, timeout_s;
 	u64 tx_n, tx_port, tx_size;
 	int quit, counting_started;
+	int irq;             /* net-irq: sleep on RX interrupts instead of spinning */
 	const char *hostile; /* net-hostile=CASE */
 } cfg;
+
+static void print_irq_counts(void)
+{
+	print("net0: woken by rx-irq=%lu timer=%lu\n", irq_count(IRQ_VECTOR), irq_count(TIMER_VECTOR));
+}
 
 /* ---- net-hostile=CASE: one malformed chain before the normal work ---- */
 
@@ -347,6 +354,8 @@ static void rx_frame(struct net *n, u8 *f, u32 len, const u8 *vhdr)
 	}
 	if (dport == cfg.echo_port && cfg.echo_port) {
 		n->udp_echo++;
+		if (cfg.irq && plen == 4 && eq(pl, (const u8 *)"irqs", 4))
+			print_irq_counts();
 		/* "disk:..." is first written to blk0's sector 0 (zero-padded) and flushed. */
 		if (plen >= 5 && plen <= 512 && eq(pl, (const u8 *)"disk:", 5) && blk_get(0)) {
 			static u8 *sec;
@@ -472,6 +481,8 @@ void vnet_run(const char *s)
 		} else if ((k = strncmp_prefix(p, "net-timeout="))) {
 			tok_args(p + k, a, 1);
 			cfg.timeout_s = a[0];
+		} else if ((k = strncmp_prefix(p, "net-irq")) && (p[k] == ' ' || !p[k])) {
+			cfg.irq = 1;
 		} else if ((k = strncmp_prefix(p, "net-hostile="))) {
 			cfg.hostile = p + k;
 		} else if ((k = strncmp_prefix(p, "net-tx="))) {
@@ -533,6 +544,11 @@ void vnet_run(const char *s)
 	if (cfg.tx_n && peer)
 		net_bench_tx(n);
 	if (cfg.echo_port || cfg.count_port) {
+		if (cfg.irq) {
+			irq_route(n->d->irq);
+			rq->avail[0] = 0; /* interrupts for used RX buffers (or used_event) */
+			print("net0: sleeping on irq %u\n", n->d->irq);
+		}
 		u64 start = rdtsc(), lim = cfg.timeout_s * 1000 * tsc_per_ms();
 		while (!cfg.quit) {
 			if (!rx_poll(n)) {
@@ -541,11 +557,19 @@ void vnet_run(const char *s)
 					print("net0: timeout\n");
 					break;
 				}
-				cpu_relax();
+				if (!cfg.irq) {
+					cpu_relax();
+					continue;
+				}
+				vio_w32(n->d, VIO_INT_ACK, vio_r32(n->d, VIO_INT_STATUS));
+				if (rq->used[1] == rq->last_used)
+					irq_wait(); /* an RX interrupt or the timer's tick */
 			}
 		}
 		if (cfg.counting_started)
 			print("bench-end: net rx frames=%lu\n", n->counted);
+		if (cfg.irq)
+			print_irq_counts();
 		u64 distinct = 0;
 		for (int i = 0; i < 8192; i++)
 			for (int b = 0; b < 8; b++)
