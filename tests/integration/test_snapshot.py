@@ -368,7 +368,7 @@ def irq_counts(sock, vm):
 @test("fast", timeout=1800)
 def test_snapshot_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "10"))):
     """One snapshot of a guest serving UDP echo with a drive, n clones at once (EMBER_CLONES,
-    default 10; 100 is the issue's figure, about 15 minutes in the nested machine): each in its
+    default 10; 100 is the issue's figure: 460 s in the nested machine): each in its
     own network namespace with its own tap (network_overrides) and its own copy of the disk (a
     mount namespace binds it over the saved path). Each echoes its own message and writes it to
     its own disk; no clone sees another's. The guest sleeps on RX interrupts (`net-irq`), so its
