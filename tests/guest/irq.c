@@ -2,7 +2,7 @@
  * (`net-irq`): the LAPIC enabled with a periodic timer that bounds every
  * sleep, one IOAPIC pin routed to IRQ_VECTOR on this CPU, the 8259s masked.
  * Interrupts are taken only inside irq_wait() (IF is 0 everywhere else); the
- * stub (entry.S, irq_entry) only sends the EOI. See guest.h. */
+ * stub (entry.S, irq_entry) counts the vector and sends the EOI. See guest.h. */
 #include "guest.h"
 #include "layout.h"
 

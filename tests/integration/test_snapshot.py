@@ -422,8 +422,8 @@ def test_snapshot_clones(ctx, n=int(os.environ.get("EMBER_CLONES", "10"))):
             check(head == b"disk:clone-%d" % i, "clone %d's disk holds %r" % (i, head[:40]))
         with open(disk, "rb") as f:
             check(f.read(512) == b"\0" * 512, "the saved disk was written by a clone")
-        # The restored guests sleep on RX interrupts: clone 0 has taken more than the snapshot
-        # held (its timer alone would also serve the echoes, a second late).
+        # The restored guests sleep on RX interrupts: clone 0 has taken more than the source had
+        # when asked just before the pause (its timer alone would also serve the echoes, late).
         rx_irq, timer = irq_counts(socks[0], vms[0])
         check(rx_irq > rx_irq_saved, "clone 0 took no RX interrupt after the restore (%d at "
               "the snapshot, %d now; timer ticks %d)" % (rx_irq_saved, rx_irq, timer))
