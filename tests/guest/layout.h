@@ -35,8 +35,9 @@
 #define SYS_HALT 4         /* cli; hlt forever */
 #define SYS_WAIT 5         /* sti; hlt; cli: sleep until an interrupt (irq.c) */
 
-/* Interrupts (irq.c): vectors 32-63 all go to one stub that only sends the
- * LAPIC its EOI; the code that slept looks at its rings itself. */
+/* Interrupts (irq.c): vectors 32-63 all go to one stub (entry.S, irq_entry)
+ * that counts the vector and sends the LAPIC its EOI; the code that slept
+ * looks at its rings itself. */
 #define IRQ_VECTOR 0x30      /* IOAPIC pins we route */
 #define TIMER_VECTOR 0x31    /* the LAPIC timer: bounds every sleep */
 #define SPURIOUS_VECTOR 0x3f
