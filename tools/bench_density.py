@@ -13,6 +13,7 @@ check that nothing leaked (issue 12). Ember side by side with QEMU's microvm in 
 density: for each N and each VMM (interleaved per N: ember-api, ember-jailer, qemu, trivial),
 start N VMs keeping P starts in flight, then with all of them up and idle record
   - per-VM start latency: just before spawn -> `boot-timer: written` on the VM's console
+    (Linux: `ember-init: user space up`, which init prints right after its boot-timer write)
     (ember-api: spawn, wait for the API socket, PUT /boot-source, /machine-config,
     InstanceStart; ember-config: `ember --no-api --config-file`, no API call, as QEMU is
     started; ember-jailer: the same as ember-api through `ember-jailer`, the kernel hard-linked
@@ -256,8 +257,14 @@ class Source:
     name = "?"
     kernel = initrd = None
     args = ""
+    up_marker = UP  # the console line that says the guest is up (start latency ends there)
     idle_marker = b"guest: idle"
     reset_args = None  # a command line after which the guest resets itself (churn)
+
+    def markers(self, reset):
+        """The console lines a start waits for, in order: up, then idle (not for a guest
+        started with reset_args, which resets once up)."""
+        return (self.up_marker,) if reset else (self.up_marker, self.idle_marker)
 
     def files(self):
         return [p for p in (self.kernel, self.initrd) if p]
@@ -276,6 +283,7 @@ class GuestSource(Source):
 
 class LinuxSource(Source):
     name = "linux"
+    up_marker = b"ember-init: user space up"  # printed right after init's boot-timer write
     idle_marker = b"linux-idle"
 
     def __init__(self, a):
@@ -622,7 +630,7 @@ class EmberApi(Kind):
             reqs = [("GET", "/", None)] + reqs + [("GET", "/machine-config", None)]
         http(sock, reqs + [("PUT", "/actions", {"action_type": "InstanceStart"})],
              max(1.0, deadline - time.monotonic()))
-        self.wait_up(vm, deadline, (UP,) if args else (UP, self.r.src.idle_marker))
+        self.wait_up(vm, deadline, self.r.src.markers(bool(args)))
 
 
 class EmberJailer(EmberApi):
@@ -692,7 +700,7 @@ class EmberConfig(Kind):
         argv = [r.a.ember, "--no-api", "--config-file", cfg, "--id", "%s-%d" % (r.tag, vm.idx)]
         self.spawn(vm, argv, os.path.join(r.logdir, "%d.log" % vm.idx))
         self.wait_up(vm, time.monotonic() + deadline_s,
-                     (UP,) if args else (UP, r.src.idle_marker))
+                     r.src.markers(bool(args)))
 
 
 class Qemu(Kind):
@@ -721,7 +729,7 @@ class Qemu(Kind):
             return
         self.spawn(vm, argv, os.path.join(r.logdir, "%d.log" % vm.idx))
         self.wait_up(vm, time.monotonic() + deadline_s,
-                     (UP,) if args else (UP, r.src.idle_marker))
+                     r.src.markers(bool(args)))
 
 
 class Trivial(Kind):
