@@ -384,6 +384,7 @@ struct main_ctx {
     struct api_vmm api;
     struct api_server srv;
     struct vm vm;
+    struct vm_spare spare; /* KVM's part made before the first request (vm.h) */
     bool vm_created;
     bool boot_from_start; /* --config-file: boot time counts from process start */
     struct evloop ev;
@@ -417,16 +418,26 @@ static void on_metrics_timer(struct ev_handler *h, uint32_t events)
         metrics_flush();
 }
 
-/* Metrics: a line at InstanceStart, then one every 60 s. */
-static void start_metrics_timer(struct main_ctx *m)
+/* Metrics: a line at InstanceStart (first_line: written here; op_start
+ * writes it before the vCPUs run), then one every 60 s. */
+static void start_metrics_timer(struct main_ctx *m, bool first_line)
 {
     if (!metrics_configured())
         return;
-    metrics_flush();
+    if (first_line)
+        metrics_flush();
     struct itimerspec every = {{60, 0}, {60, 0}};
     m->metrics_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (m->metrics_timer >= 0 && timerfd_settime(m->metrics_timer, 0, &every, NULL) == 0)
         evloop_add(&m->ev, &m->ev_metrics, m->metrics_timer, EPOLLIN, on_metrics_timer);
+}
+
+/* The spare VM for the next InstanceStart or snapshot load. Without one (no
+ * /dev/kvm, say) vm_create tries again and its error is the one reported. */
+static void make_spare(struct main_ctx *m)
+{
+    if (m->spare.vm_fd < 0 && vm_spare_make(&m->spare))
+        log_debug("no spare VM: %s", err_msg());
 }
 
 /* InstanceStart (or --config-file): build the VM, boot it, serve its fds. */
@@ -448,6 +459,10 @@ static int op_start(void *vmm, const struct vm_config *cfg)
         rc = vm_load_kernel(&m->vm, cfg, &m->f.vm);
     if (!rc)
         rc = vm_attach(&m->vm, &m->ev);
+    /* The InstanceStart line before any vCPU runs: metrics_flush is not made for
+     * two threads at once, and a vCPU's seccomp fault writes the last line. */
+    if (!rc && metrics_configured())
+        metrics_flush();
     if (!rc)
         rc = vm_start(&m->vm, false);
     if (rc) {
@@ -455,9 +470,10 @@ static int op_start(void *vmm, const struct vm_config *cfg)
         snprintf(why, sizeof(why), "%s", err_msg());
         vm_destroy(&m->vm);
         m->vm_created = false;
+        make_spare(m);
         return err_set(rc, "%s", why);
     }
-    start_metrics_timer(m);
+    start_metrics_timer(m, false);
     return 0;
 }
 
@@ -513,9 +529,12 @@ static int op_load_snapshot(void *vmm, struct vm_config *cfg, const struct snaps
     int rc = snapshot_load(&m->vm, cfg, p, &m->f.vm, &m->ev);
     if (rc) {
         m->vm_created = false;
-        return rc;
+        char why[512];
+        snprintf(why, sizeof(why), "%s", err_msg());
+        make_spare(m);
+        return err_set(rc, "%s", why);
     }
-    start_metrics_timer(m);
+    start_metrics_timer(m, true);
     return 0;
 }
 
@@ -684,6 +703,8 @@ static int setup(struct main_ctx *m, char *msg, size_t cap)
         if (op_start(m, &a->cfg))
             FAIL("%s", err_msg());
         a->started = true;
+    } else {
+        make_spare(m); /* requests queue on the socket meanwhile */
     }
     return 0;
 #undef FAIL
@@ -720,6 +741,7 @@ static void teardown(struct main_ctx *m)
     api_server_close(&m->srv);
     if (m->vm_created)
         vm_destroy(&m->vm);
+    vm_spare_close(&m->spare);
     if (m->sigfd >= 0)
         close(m->sigfd);
     evloop_close(&m->ev);
@@ -741,6 +763,8 @@ int main(int argc, char **argv)
     m.api.ops = &vm_ops;
     m.api.vmm = &m;
     m.sigfd = m.metrics_timer = m.ev.epfd = m.srv.fd = -1;
+    m.spare.kvm_fd = m.spare.vm_fd = -1;
+    m.f.vm.spare = &m.spare;
     config_init(&m.api.cfg);
     char msg[600] = "";
     status = setup(&m, msg, sizeof(msg)) == 0 ? run(&m, msg, sizeof(msg)) : EMBER_EXIT_ERROR;

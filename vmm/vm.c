@@ -61,10 +61,10 @@ static void i8042_reset(void *opaque)
     vm_request_exit(vm, EMBER_EXIT_OK, "guest reset via i8042");
 }
 
-static int open_kvm(struct vm *vm)
+static int open_kvm(int *kvm_fd, int *run_size)
 {
-    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (vm->kvm_fd < 0) {
+    int fd = *kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
             return err_set(-e, "/dev/kvm: not found: KVM is not available on this host "
@@ -74,22 +74,26 @@ static int open_kvm(struct vm *vm)
                                "access to /dev/kvm (e.g. in the kvm group)");
         return err_set(-e, "/dev/kvm: %s", strerror(e));
     }
-    int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+    int version = ioctl(fd, KVM_GET_API_VERSION, 0);
     if (version != KVM_API_VERSION_EXPECTED)
         return err_set(-ENOTSUP, "/dev/kvm: KVM API version %d, Ember needs %d", version,
                        KVM_API_VERSION_EXPECTED);
     for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++)
-        if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
+        if (ioctl(fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
             return err_set(-ENOTSUP, "/dev/kvm: capability %s is missing", required_caps[i].name);
-    vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (vm->run_size <= 0)
+    *run_size = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (*run_size <= 0)
         return err_set(-ENOTSUP, "/dev/kvm: KVM_GET_VCPU_MMAP_SIZE failed");
     return 0;
 }
 
-/* MemTotal + SwapTotal in bytes, 0 if unknown. */
+/* MemTotal + SwapTotal in bytes, 0 if unknown. Read once (the spare VM reads
+ * it before the first request), so that a build does not read /proc again. */
 static uint64_t host_memory_bytes(void)
 {
+    static uint64_t cached;
+    if (cached)
+        return cached;
     FILE *f = fopen("/proc/meminfo", "re");
     if (!f)
         return 0;
@@ -102,7 +106,33 @@ static uint64_t host_memory_bytes(void)
             total += kb * 1024;
     }
     fclose(f);
-    return total;
+    return cached = total;
+}
+
+void vm_spare_close(struct vm_spare *s)
+{
+    if (s->vm_fd >= 0)
+        close(s->vm_fd);
+    if (s->kvm_fd >= 0)
+        close(s->kvm_fd);
+    s->vm_fd = s->kvm_fd = -1;
+}
+
+int vm_spare_make(struct vm_spare *s)
+{
+    s->vm_fd = -1;
+    int rc = open_kvm(&s->kvm_fd, &s->run_size);
+    if (!rc && (s->vm_fd = ioctl(s->kvm_fd, KVM_CREATE_VM, 0)) < 0)
+        rc = err_set(-errno, "/dev/kvm: KVM_CREATE_VM failed: %s", strerror(errno));
+    if (!rc)
+        rc = cpuid_get_supported(s->kvm_fd, &s->cpuid);
+    if (rc) {
+        vm_spare_close(s);
+        return rc;
+    }
+    s->tsc_deadline = ioctl(s->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+    host_memory_bytes();
+    return 0;
 }
 
 static int setup_memory(struct vm *vm, uint64_t mem_mib, const struct vm_options *opt,
@@ -184,35 +214,41 @@ static int setup_devices(struct vm *vm, const struct vm_config *cfg)
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_options *opt)
 {
+    uint64_t t[6];
+    t[0] = time_now_us();
     memset(vm, 0, sizeof(*vm));
     vm->kvm_fd = vm->vm_fd = vm->serial_irq = vm->i8042_irq = vm->uffd = vm->uffd_sock = -1;
     vm->boot_timer.start_us = time_start_us();
     vm->serial.rx_ready_fd = -1;
 
+    /* The spare VM if there is one (taken, whatever happens next), else one now. */
+    struct vm_spare now = {.kvm_fd = -1, .vm_fd = -1}, *k = opt->spare;
     int rc = vcpu_ctl_init(&vm->ctl);
+    if (!k || k->vm_fd < 0) {
+        k = &now;
+        if (!rc)
+            rc = vm_spare_make(k);
+    }
+    vm->kvm_fd = k->kvm_fd;
+    vm->vm_fd = k->vm_fd;
+    vm->run_size = k->run_size;
+    k->kvm_fd = k->vm_fd = -1;
     if (rc) {
         if (opt->mem_from_file)
             close(opt->mem_fd);
         return rc;
     }
-    if (!rc && !(rc = open_kvm(vm))) {
-        vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-        if (vm->vm_fd < 0)
-            rc = err_set(-errno, "/dev/kvm: KVM_CREATE_VM failed: %s", strerror(errno));
-    }
-    if (rc) {
-        if (opt->mem_from_file)
-            close(opt->mem_fd);
-        return rc;
-    }
+    t[1] = time_now_us();
     /* Memory slots first: once the irqchip exists, every slot change waits
      * for an SRCU grace period (measured: 0.1 ms before, 3-5 ms after). */
     if ((rc = setup_memory(vm, cfg->machine.mem_size_mib, opt, cfg->machine.track_dirty_pages,
                            cfg->machine.huge_pages)))
         return rc;
+    t[2] = time_now_us();
     /* Virtio devices (files, taps, queue ioeventfds) also before the irqchip. */
     if ((rc = vdev_create_all(&vm->vdevs, cfg, &vm->mem, vm->vm_fd, &vm->mmio)))
         return rc;
+    t[3] = time_now_us();
     if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0)
         return err_set(-errno, "KVM_SET_TSS_ADDR failed: %s", strerror(errno));
     uint64_t idmap = LAYOUT_KVM_IDENTITY_MAP;
@@ -224,15 +260,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
         return err_set(-errno, "KVM_CREATE_PIT2 failed: %s", strerror(errno));
 
-    if ((rc = cpuid_get_supported(vm->kvm_fd, &vm->cpuid)))
-        return rc;
-    bool tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-    cpuid_normalize(&vm->cpuid, cfg->machine.vcpu_count, tsc_deadline, cfg->machine.smt);
+    vm->cpuid = k->cpuid;
+    cpuid_normalize(&vm->cpuid, cfg->machine.vcpu_count, k->tsc_deadline, cfg->machine.smt);
 
     if ((rc = setup_devices(vm, cfg)))
         return rc;
     if ((rc = vdev_wire_irqs(&vm->vdevs, vm->vm_fd)))
         return rc;
+    t[4] = time_now_us();
 
     vm->n_vcpus = cfg->machine.vcpu_count;
     for (unsigned i = 0; i < vm->n_vcpus; i++)
@@ -241,6 +276,12 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
         if ((rc = vcpu_create(&vm->vcpus[i], vm->vm_fd, vm->run_size, i, &vm->ctl, &vm->pio,
                               &vm->mmio)))
             return rc;
+    t[5] = time_now_us();
+    log_debug("VM built: /dev/kvm and KVM_CREATE_VM %llu us%s, memory %llu us, virtio devices "
+              "%llu us, irqchip, PIT, CPUID and legacy devices %llu us, vCPUs %llu us",
+              (unsigned long long)(t[1] - t[0]), k == &now ? "" : " (spare)",
+              (unsigned long long)(t[2] - t[1]), (unsigned long long)(t[3] - t[2]),
+              (unsigned long long)(t[4] - t[3]), (unsigned long long)(t[5] - t[4]));
     return 0;
 }
 

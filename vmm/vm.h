@@ -2,7 +2,8 @@
  * devices, vCPUs.
  *
  * vm_create() checks /dev/kvm and builds the VM (memory, devices, irqchip,
- * PIT, vCPUs); vm_load_kernel() loads a kernel and sets up the vCPUs for its
+ * PIT, vCPUs), on a spare VM made earlier (vm_spare_make) if it is given one;
+ * vm_load_kernel() loads a kernel and sets up the vCPUs for its
  * entry (a snapshot restore sets them from the snapshot instead, vmm/snapshot.h);
  * vm_attach() puts its fds on the main loop; vm_start() starts the vCPU
  * threads; vm_finish() stops them and returns the process exit status
@@ -30,6 +31,21 @@
 #include "vcpu.h"
 #include "vdev.h"
 
+/* What a VM needs from KVM before its configuration is known: /dev/kvm opened
+ * and checked, an empty VM, and the CPUID KVM supports. Made at process start
+ * while the API waits for its first request, so that neither InstanceStart nor
+ * a snapshot load waits for KVM_CREATE_VM (the slowest ioctl of a restore). */
+struct vm_spare {
+    int kvm_fd, vm_fd; /* -1: none */
+    int run_size;
+    bool tsc_deadline;
+    struct cpuid_table cpuid; /* KVM_GET_SUPPORTED_CPUID */
+};
+
+/* 0, or -errno with err_msg() set (s holds no fds then). */
+int vm_spare_make(struct vm_spare *s);
+void vm_spare_close(struct vm_spare *s);
+
 struct vm_options {
     enum boot_protocol boot_proto; /* forced entry protocol, AUTO by default */
     const char *cpu_template_path; /* NULL: none */
@@ -37,6 +53,9 @@ struct vm_options {
      * MAP_PRIVATE (a restore; vm_create takes the fd, even on failure). */
     bool mem_from_file;
     int mem_fd;
+    /* NULL, or a spare VM (vm_spare_make) that vm_create takes, whether it
+     * succeeds or not; it is left empty (fds -1). */
+    struct vm_spare *spare;
 };
 
 struct vm {

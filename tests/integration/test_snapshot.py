@@ -175,12 +175,21 @@ def test_snapshot_full_then_diff(ctx):
     c.kill()
 
 
-def no_vm_built(vm):
-    """True if the process has no vCPU thread and no KVM fd (nothing half-built)."""
+def kvm_state(vm):
+    """The process's threads and its KVM handles (fd targets naming kvm, sorted)."""
     pid = vm.proc.pid
     threads = len(os.listdir("/proc/%d/task" % pid))
     fds = [os.readlink("/proc/%d/fd/%s" % (pid, f)) for f in os.listdir("/proc/%d/fd" % pid)]
-    return threads == 1 and not any("kvm" in f for f in fds)
+    return threads, sorted(f for f in fds if "kvm" in f)
+
+
+def no_vm_built(vm, before):
+    """True if the process is as it was (`before`, from kvm_state): one thread, no vCPU, and
+    at most the spare VM Ember makes while it waits for its first request (/dev/kvm and an
+    empty kvm-vm), nothing half-built."""
+    threads, kvm = kvm_state(vm)
+    return (threads, kvm) == before and threads == 1 and \
+        not any("kvm-vcpu" in f for f in kvm) and kvm.count("anon_inode:kvm-vm") <= 1
 
 
 @test("fast", timeout=400)
@@ -230,13 +239,16 @@ def test_snapshot_refused(ctx):
         ("memory missing", snap, os.path.join(ctx.workdir, "nope.mem"), "No such file"),
     ]
     b = vmm(ctx, "b")
+    check(b.curl("GET", "/")[1]["state"] == "Not started", "a fresh process is started")
+    fresh = kvm_state(b)
     for what, s, m, want in cases:
         code, reply = b.curl("PUT", "/snapshot/load", {
             "snapshot_path": s, "mem_backend": {"backend_type": "File", "backend_path": m}})
         check(code == 400 and want in reply.get("fault_message", ""),
               "%s: %d %r (want %r)" % (what, code, reply, want))
         check(b.curl("GET", "/")[1]["state"] == "Not started", "%s: state changed" % what)
-        check(no_vm_built(b), "%s: a VM was left half-built" % what)
+        check(no_vm_built(b, fresh), "%s: a VM was left half-built: %r, fresh %r" % (
+            what, kvm_state(b), fresh))
     for body, want in [({"snapshot_path": snap}, "mem_backend"),
                        ({"snapshot_path": snap, "mem_file_path": mem,
                          "mem_backend": {"backend_type": "File", "backend_path": mem}}, "not both"),
@@ -251,7 +263,7 @@ def test_snapshot_refused(ctx):
         code, reply = b.curl("PUT", "/snapshot/load", body)
         check(code == 400 and want in reply.get("fault_message", ""),
               "%r: %d %r (want %r)" % (body, code, reply, want))
-        check(no_vm_built(b), "%r: a VM was left half-built" % body)
+        check(no_vm_built(b, fresh), "%r: a VM was left half-built: %r" % (body, kvm_state(b)))
     # After all that, the same process still loads the good snapshot.
     b.ok("PUT", "/snapshot/load", {"snapshot_path": snap, "mem_file_path": mem,
                                    "resume_vm": True})
@@ -265,6 +277,33 @@ def test_snapshot_refused(ctx):
     check(code == 400 and "after configuring" in reply["fault_message"],
           "load after configuration: %d %r" % (code, reply))
     c.kill()
+
+
+@test("fast", timeout=300)
+def test_spare_vm_made_early_and_remade_after_a_failure(ctx):
+    """Ember makes its VM's KVM part (/dev/kvm, KVM_CREATE_VM) while it waits for the first
+    request, and the build takes it; a start that fails after the build leaves the process as
+    fresh (a new spare, no vCPU), and the retry boots the guest on that spare."""
+    b = vmm(ctx, "b")
+    check(b.curl("GET", "/")[1]["state"] == "Not started", "a fresh process is started")
+    fresh = kvm_state(b)
+    check(fresh == (1, ["/dev/kvm", "anon_inode:kvm-vm"]), "no spare VM: %r" % (fresh,))
+    junk = os.path.join(ctx.workdir, "junk.kernel")
+    with open(junk, "wb") as f:
+        f.write(b"\x00" * 8192)
+    b.ok("PUT", "/boot-source", {"kernel_image_path": junk, "boot_args": "x"})
+    b.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+    code, reply = b.curl("PUT", "/actions", {"action_type": "InstanceStart"})
+    check(code == 400 and "kernel" in reply.get("fault_message", ""),
+          "a junk kernel started: %d %r" % (code, reply))
+    check(b.log().count("KVM_CREATE_VM") == 1 and "(spare)" in b.log(),
+          "the failed build did not take the spare:\n%s" % b.log()[-1500:])
+    check(no_vm_built(b, fresh), "after the failed start: %r, fresh %r" % (kvm_state(b), fresh))
+    boot_api(b, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0", mem_mib=64)
+    wait_number(b, "counter", 2, 60)
+    check(b.log().count("KVM_CREATE_VM") == 2 and b.log().count("(spare)") == 2,
+          "the retry did not build on a new spare:\n%s" % b.log()[-1500:])
+    b.kill()
 
 
 @test("fast", timeout=300)
