@@ -11,7 +11,10 @@ every 10 ms and writes the boot-timer port each time. Per round, interleaved:
   Ember cold boot     Ember's `Guest-boot-time` (InstanceStart -> the guest's first write)
   Ember create        Ember's `snapshot created in N us` (a paused VM, Full)
   Ember load         `snapshot loaded in N us (M us of CPU)`: PUT /snapshot/load received ->
-                      vCPUs running (resume_vm), and Ember's CPU time for it (getrusage)
+                      vCPUs running (resume_vm), and Ember's CPU time for it (the main
+                      thread's CLOCK_THREAD_CPUTIME_ID); then where it went, from Ember's
+                      debug lines (`--level Debug`): file read, check, VM built (and of that
+                      KVM_CREATE_VM, memory, devices, irqchip, vCPUs), state restored, started
   Ember load->write   `Guest-boot-time` after a load: load received -> the guest's first write
   exec -> counter     for both VMMs, from spawning the process to the first counter line the
                       restored guest prints (Ember: through the API; QEMU: -incoming file)
@@ -101,7 +104,7 @@ class Proc:
 
 def ember(a, tmp, name):
     sock = os.path.join(tmp, name + ".sock")
-    pr = Proc([a.ember, "--api-sock", sock], tmp, name)
+    pr = Proc([a.ember, "--api-sock", sock, "--level", "Debug"], tmp, name)
     end = time.monotonic() + 30
     while not os.path.exists(sock) and time.monotonic() < end:
         time.sleep(0.001)
@@ -123,6 +126,9 @@ def cold_boot(a, tmp, name):
 
 def restore(a, tmp, name, snap, mem):
     pr = ember(a, tmp, name)
+    # Answered once Ember waits for requests (its spare VM made): a pre-started process, as a
+    # platform keeps a pool of them. exec -> counter still counts the whole way.
+    http(pr.sock, "GET", "/")
     http(pr.sock, "PUT", "/snapshot/load", {"snapshot_path": snap, "mem_backend": {
         "backend_type": "File", "backend_path": mem}, "resume_vm": True})
     m, t = pr.wait_for(r"^counter: \d+")
@@ -131,7 +137,24 @@ def restore(a, tmp, name, snap, mem):
     pr.load_us, pr.load_cpu_us = int(m.group(1)), int(m.group(2))
     m, _ = pr.wait_for(r"Guest-boot-time = (\d+) us", which="err")
     pr.write_us = int(m.group(1))
+    pr.phases = {}
+    for pattern, names in PHASES:
+        m = re.search(pattern, pr.text("err"))
+        if m:
+            pr.phases.update(zip(names, (int(x) / 1000 for x in m.groups())))
     return pr
+
+
+# Where a load's time goes: Ember's debug lines (snapshot.c, vm.c), in this order.
+PHASES = [
+    (r"snapshot load: file read in (\d+) us, checked and configuration parsed in (\d+) us, "
+     r"VM built in (\d+) us, state restored in (\d+) us, started in (\d+) us",
+     ("file read", "checked and configuration parsed", "VM built", "state restored", "started")),
+    (r"VM built: /dev/kvm and KVM_CREATE_VM (\d+) us(?: \(spare\))?, memory (\d+) us, virtio devices (\d+) us, "
+     r"irqchip, PIT, CPUID and legacy devices (\d+) us, vCPUs (\d+) us",
+     ("  of which KVM_CREATE_VM", "  of which memory", "  of which virtio devices",
+      "  of which irqchip, PIT, CPUID, legacy", "  of which vCPUs")),
+]
 
 
 def qemu_argv(a, extra):
@@ -240,6 +263,7 @@ def main():
         qfile = os.path.join(tmp, "qemu.state")
         qemu_save(a, tmp, qfile)
         cold, create, load, load_cpu, write, e_exec, q_exec = [], [], [], [], [], [], []
+        phases = {}
         for r in range(a.n):
             c = cold_boot(a, tmp, "cold%d" % r)
             cold.append(c.boot_us / 1000)
@@ -255,6 +279,8 @@ def main():
             load_cpu.append(e.load_cpu_us / 1000)
             write.append(e.write_us / 1000)
             e_exec.append(e.exec_to_counter_ms)
+            for k, v in e.phases.items():
+                phases.setdefault(k, []).append(v)
             e.kill()
             q = qemu_restore(a, tmp, qfile, "q%d" % r)
             q_exec.append(q.exec_to_counter_ms)
@@ -268,7 +294,11 @@ def main():
                     "ember_load_to_running_ms": stats(load), "ember_load_cpu_ms": stats(load_cpu),
                     "ember_load_to_first_write_ms": stats(write),
                     "ember_exec_to_counter_ms": stats(e_exec),
-                    "qemu_exec_to_counter_ms": stats(q_exec)})
+                    "qemu_exec_to_counter_ms": stats(q_exec),
+                    "ember_load_phases_ms": {k: stats(v) for k, v in phases.items()}})
+        for k, v in res["ember_load_phases_ms"].items():
+            print("load phase %-40s median %8.3f ms [%.3f..%.3f]" % (k, v["median"], v["min"],
+                                                                      v["max"]), flush=True)
         res["ratio_cold_over_load"] = res["ember_cold_boot_ms"]["median"] / res["ember_load_to_running_ms"]["median"]
         res["ratio_qemu_over_ember_exec_to_counter"] = (res["qemu_exec_to_counter_ms"]["median"] /
                                                         res["ember_exec_to_counter_ms"]["median"])
