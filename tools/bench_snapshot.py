@@ -5,6 +5,7 @@ one run; then host memory for N clones of one snapshot next to N cold boots.
 
   bench_snapshot.py --ember build/ember --guest-dir build/guest [-n 10] [--clones 1,10,100]
                     [--json FILE] [--png FILE] [--qemu qemu-system-x86_64]
+  bench_snapshot.py --replot FILE.json --png FILE.png     (draw an earlier run again)
 
 The guest is the test guest with `counter=0` (1 vCPU, 128 MiB): it prints `counter: i` about
 every 10 ms and writes the boot-timer port each time. Per round, interleaved:
@@ -243,16 +244,49 @@ def clone_memory(a, tmp, n, snap, mem, cold):
             "per_vm_mib": pss / 1024 / n}
 
 
+def plot(res, png):
+    """Host memory (sum of PSS and the MemAvailable drop) against N, clones and cold boots."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench_snapshot: matplotlib missing (python3-matplotlib), no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, mark, color in (("clones", "clones of one snapshot", "o", "C0"),
+                                    ("cold_boots", "cold boots", "s", "C3")):
+        xs = [x["n"] for x in res[key]]
+        ax.plot(xs, [x["pss_sum_mib"] for x in res[key]], mark + "-", color=color,
+                label=label + " (sum of PSS)")
+        # A drop under 0.1 MiB (noise at small N) is drawn at 0.1.
+        ax.plot(xs, [max(x["mem_available_drop_mib"], 0.1) for x in res[key]], mark + "--",
+                color=color, label=label + " (MemAvailable drop)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("VMs (128 MiB test guest each)")
+    ax.set_ylabel("host memory, MiB")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ember", required=True)
-    ap.add_argument("--guest-dir", required=True)
+    ap.add_argument("--ember", default="build/ember")
+    ap.add_argument("--guest-dir", default="build/guest")
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--clones", default="1,10,100")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--json")
     ap.add_argument("--png")
+    ap.add_argument("--replot", metavar="JSON", help="only draw --png from an earlier --json")
     a = ap.parse_args()
+    if a.replot:
+        with open(a.replot) as f:
+            plot(json.load(f), a.png)
+        return
     tmp = tempfile.mkdtemp(prefix="bench-snap.")
     res = {"rounds": a.n}
     try:
@@ -315,25 +349,7 @@ def main():
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
     if a.png:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for key, label in (("clones", "clones of one snapshot"), ("cold_boots", "cold boots")):
-                ax.plot([x["n"] for x in res[key]], [x["pss_sum_mib"] for x in res[key]], "o-",
-                        label=label + " (sum of PSS)")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("VMs (128 MiB test guest each)")
-            ax.set_ylabel("host memory, MiB")
-            ax.legend()
-            ax.grid(True, which="both", alpha=0.3)
-            fig.tight_layout()
-            fig.savefig(a.png, dpi=100)
-        except ImportError:
-            print("bench_snapshot: matplotlib missing, no plot", file=sys.stderr)
-
+        plot(res, a.png)
 
 if __name__ == "__main__":
     main()
