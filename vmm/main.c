@@ -459,8 +459,7 @@ static int op_start(void *vmm, const struct vm_config *cfg)
         rc = vm_load_kernel(&m->vm, cfg, &m->f.vm);
     if (!rc)
         rc = vm_attach(&m->vm, &m->ev);
-    /* The InstanceStart line before any vCPU runs: metrics_flush is not made for
-     * two threads at once, and a vCPU's seccomp fault writes the last line. */
+    /* The InstanceStart line before any vCPU runs, so that it comes first. */
     if (!rc && metrics_configured())
         metrics_flush();
     if (!rc)

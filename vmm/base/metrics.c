@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,10 +61,36 @@ void metrics_close(void)
         (unsigned long long)d_;                                                                    \
     })
 
+/* One flush at a time, since the deltas read and move `last`: the main thread
+ * flushes (timer, API, exit), and so does the SIGSYS handler on whichever
+ * thread faulted. A signal handler must not block for good, so a flush waits
+ * for the other one at most FLUSH_WAIT_TRIES ms (in clock_nanosleep, which
+ * every thread's filter allows), then drops its line and counts it missed. */
+static atomic_flag flushing = ATOMIC_FLAG_INIT;
+#define FLUSH_WAIT_TRIES 100
+
+static int flush_line(void);
+
 int metrics_flush(void)
 {
     if (metrics_fd < 0)
         return err_set(-ENOENT, "metrics are not configured (PUT /metrics first)");
+    for (int tries = 0; atomic_flag_test_and_set_explicit(&flushing, memory_order_acquire);
+         tries++) {
+        if (tries == FLUSH_WAIT_TRIES) {
+            METRIC_INC(missed_metrics_count);
+            return -EBUSY;
+        }
+        struct timespec ms = {0, 1000000};
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &ms, NULL);
+    }
+    int rc = flush_line();
+    atomic_flag_clear_explicit(&flushing, memory_order_release);
+    return rc;
+}
+
+static int flush_line(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     char line[4096];

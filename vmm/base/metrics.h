@@ -75,7 +75,10 @@ extern struct ember_metrics metrics;
 /* Open `path` (file appended to, or FIFO, non-blocking); -errno naming it. */
 int metrics_open(const char *path);
 bool metrics_configured(void);
-/* Write one line now; 0, or -errno if not configured / the write failed. */
+/* Write one line now (any thread, and async-signal-safe: a flush under way
+ * elsewhere is waited for, at most 100 ms); 0, or -ENOENT if not configured,
+ * -EAGAIN if the write failed (a full FIFO), -EBUSY if the wait ran out (the
+ * last two drop the line and count it in missed_metrics_count). */
 int metrics_flush(void);
 void metrics_close(void);
 
