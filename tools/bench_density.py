@@ -23,12 +23,13 @@ start N VMs keeping P starts in flight, then with all of them up and idle record
     rate (VMs up / first spawn -> last up);
   - host memory: the MemAvailable drop, Slab, SecPageTables (KVM's page tables) and
     PageTables growth, each per VM, and the sum of the VMs' PSS (smaps_rollup); per-VM RSS
-    and PSS; threads and fds per VM; host CPU per idle VM (utime+stime over --idle-s) and
+    and PSS; threads per VM (its own, and the kernel's workers in its thread group apart) and
+    fds per VM; host CPU per idle VM (utime+stime over --idle-s) and
     context switches per idle VM per second (all its threads): the wakeups it costs idle;
 then SIGTERM every VM, wait for all (deadline), remove jails and cgroups, and check leaks:
 no process left (pids and any process whose argv carries this run's tag), the harness's fds,
-network interfaces, cgroups (every directory of the cgroup2 tree), jail directories,
-mounts, files in the run directory, and memory held (anonymous, shmem, unreclaimable slab,
+network interfaces, cgroups (every directory of every cgroup hierarchy, v2 and v1), jail
+directories, mounts, files in the run directory, and memory held (anonymous, shmem, unreclaimable slab,
 stacks, page tables, vmalloc, per-cpu: in_use_kib) back within --mem-tolerance-mib of the
 start. The MemAvailable drop is reported beside it; it is too noisy to judge a leak by.
 
@@ -123,11 +124,30 @@ def fd_count(pid="self"):
         return None
 
 
-def thread_count(pid):
+PF_IO_WORKER, PF_USER_WORKER = 0x10, 0x4000  # include/linux/sched.h
+
+
+def thread_counts(pid):
+    """(the process's own threads, kernel workers among its threads), or (None, None).
+
+    A kernel worker is a thread the kernel runs in the process's thread group, flagged
+    PF_USER_WORKER or PF_IO_WORKER in /proc/PID/task/TID/stat: since Linux 6.13 (and in
+    kernels that took the change back) KVM runs each VM's NX-huge-page recovery there
+    (`kvm-nx-lpage-re`, started at the first KVM_RUN), and io_uring its `iou-wrk-` workers.
+    They cost the host like any thread, so the benchmark reports them, but they are the
+    kernel's, not Ember's."""
+    own = workers = 0
     try:
-        return len(os.listdir("/proc/%d/task" % pid))
-    except OSError:
-        return None
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                flags = int(f.read().rsplit(")", 1)[1].split()[6])
+            if flags & (PF_IO_WORKER | PF_USER_WORKER):
+                workers += 1
+            else:
+                own += 1
+    except (OSError, IndexError, ValueError):
+        return None, None
+    return own, workers
 
 
 def rollup(pid):
@@ -191,20 +211,48 @@ def host_cpu():
     return sum(v), v[3] + v[4]  # total, idle + iowait
 
 
-def cgroup2_mount():
+def cgroup_mounts():
+    """(the cgroup2 mount or None, {v1 controller: its hierarchy's mount})."""
+    v2, v1 = None, {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
-            if right.split()[0] == "cgroup2":
-                return left.split()[4]
-    return None
+            fstype, _, supers = right.split()[:3]
+            mnt = left.split()[4]
+            if fstype == "cgroup2" and v2 is None:
+                v2 = mnt
+            elif fstype == "cgroup":
+                for c in supers.split(","):
+                    v1.setdefault(c, mnt)
+    return v2, v1
+
+
+def cgroup_roots():
+    """Every mounted cgroup hierarchy (v2 and each v1 one), once each."""
+    v2, v1 = cgroup_mounts()
+    return sorted({m for m in [v2] + list(v1.values()) if m})
+
+
+def memory_limit_cgroups(limit_bytes):
+    """(--cgroup-version, [--cgroup FILE=VALUE, ...]) that limit a jail's memory: cgroup v2's
+    memory.max where the host's v2 hierarchy has the memory controller, else v1's
+    memory.limit_in_bytes where a v1 hierarchy has it (this workplace's hosts bind memory to
+    v1 and leave v2 with hugetlb alone), else no limit at all (version 2, no file)."""
+    v2, v1 = cgroup_mounts()
+    if v2:
+        try:
+            with open(os.path.join(v2, "cgroup.controllers")) as f:
+                if "memory" in f.read().split():
+                    return 2, ["memory.max=%d" % limit_bytes]
+        except OSError:
+            pass
+    if "memory" in v1:
+        return 1, ["memory.limit_in_bytes=%d" % limit_bytes]
+    return 2, []
 
 
 def cgroup_dirs():
-    m = cgroup2_mount()
-    if not m:
-        return set()
-    return {d for d, _, _ in os.walk(m)}
+    return {d for m in cgroup_roots() for d, _, _ in os.walk(m)}
 
 
 def mounts():
@@ -653,7 +701,7 @@ class EmberJailer(EmberApi):
         a = self.r.a
         cmd = [a.jailer, "--id", vm.jail, "--exec-file", self.r.jail_exec, "--uid", str(a.uid),
                "--gid", str(a.uid), "--chroot-base-dir", self.r.jailbase,
-               "--cgroup-version", "2", "--parent-cgroup", self.r.tag]
+               "--cgroup-version", str(a.jailer_cgroup_version), "--parent-cgroup", self.r.tag]
         for c in a.jailer_cgroup:
             cmd += ["--cgroup", c]
         return cmd + ["--", "--api-sock", "/run/api.sock"]
@@ -672,8 +720,7 @@ class EmberJailer(EmberApi):
         if vm.jail:
             shutil.rmtree(os.path.join(self.r.jailbase, os.path.basename(self.r.a.ember),
                                        vm.jail), ignore_errors=True)
-            m = cgroup2_mount()
-            if m:
+            for m in cgroup_roots():
                 leaf = os.path.join(m, self.r.tag, vm.jail)
                 for _ in range(200):
                     try:
@@ -861,8 +908,7 @@ class Run:
         return out
 
     def remove_parent_cgroup(self):
-        m = cgroup2_mount()
-        if m:
+        for m in cgroup_roots():
             try:
                 os.rmdir(os.path.join(m, self.tag))
             except OSError:
@@ -954,7 +1000,9 @@ def density_one(a, src, tmp, kind_name, n):
     c1 = {p: cpu_ticks(p) for p in pids}
     s1 = {p: ctx_switches(p) for p in pids}
     rolls = {p: rollup(p) for p in pids}
-    threads = [thread_count(p) for p in pids]
+    tcounts = [thread_counts(p) for p in pids]
+    threads = [c[0] for c in tcounts]
+    kworkers = [c[1] for c in tcounts]
     fds = [fd_count(p) for p in pids]
     sample = pids[:: max(1, len(pids) // 10)][:10]
     guest_rss = [x for x in (guest_ram_rss(p, a.mem) for p in sample) if x is not None]
@@ -985,6 +1033,7 @@ def density_one(a, src, tmp, kind_name, n):
         "anon_huge_mib_sum": sum(x.get("AnonHugePages", 0) for x in rolls.values()) / 1024.0,
         "guest_ram_rss_mib": summary([x / 1024.0 for x in guest_rss]),
         "threads": summary([t for t in threads if t is not None]),
+        "kernel_worker_threads": summary([t for t in kworkers if t is not None]),
         "fds": summary([f for f in fds if f is not None]),
         "idle_window_s": dt,
         "idle_cpu_ms_per_vm_per_s": (sum((c1[p] or 0) - (c0[p] or 0) for p in pids) * 1000.0 /
@@ -1020,7 +1069,7 @@ def print_density(res):
     print("  %-12s N=%-5d up %d/%d%s  start p50 %s ms p99 %s ms  %s VMs/s  "
           "host %.2f MiB/VM (slab %.3f, KVM page tables %.3f)  PSS %s MiB  RSS %s MiB  "
           "(THP %.1f MiB in all, guest RAM resident %s MiB)  "
-          "threads %s  fds %s  idle CPU %.3f ms/s, %.2f wakeups/s per VM  teardown %.2f s  "
+          "threads %s (+%s kernel workers)  fds %s  idle CPU %.3f ms/s, %.2f wakeups/s per VM  teardown %.2f s  "
           "leaks: %s" % (
               res["vmm"], res["N"], res["up"], res["N"],
               (" (stopped for memory at %d)" % res["stopped_for_memory_at"])
@@ -1032,6 +1081,7 @@ def print_density(res):
               fmt_stat(res["rss_mib"], "median", 3), res["anon_huge_mib_sum"],
               fmt_stat(res["guest_ram_rss_mib"], "median", 3),
               fmt_stat(res["threads"], "median", 0),
+              fmt_stat(res["kernel_worker_threads"], "median", 0),
               fmt_stat(res["fds"], "median", 0), res["idle_cpu_ms_per_vm_per_s"],
               res["idle_ctx_switches_per_vm_per_s"], res["teardown_s"],
               "none" if lk["ok"] else json.dumps({k: v for k, v in lk.items() if k != "ok"})),
@@ -1361,7 +1411,10 @@ def main():
     common.add_argument("-P", type=int, default=8, help="starts in flight")
     common.add_argument("--uid", type=int, default=12345)
     common.add_argument("--jailer-cgroup", action="append", default=None,
-                        help="--cgroup for each jail (default memory.max=268435456)")
+                        help="--cgroup for each jail (default: a 256 MiB memory limit, through "
+                        "cgroup v2's memory.max or else v1's memory.limit_in_bytes)")
+    common.add_argument("--jailer-cgroup-version", type=int, choices=(1, 2), default=2,
+                        help="--cgroup-version for a --jailer-cgroup given here (default 2)")
     common.add_argument("--mem-tolerance-mib", type=int, default=32,
                         help="memory still held after the tear-down that counts as a leak")
     common.add_argument("--reserve-mib", type=int, default=768,
@@ -1391,7 +1444,8 @@ def main():
     a.jailer = os.path.abspath(a.jailer or os.path.join(os.path.dirname(a.ember), "ember-jailer"))
     a.guest_dir = os.path.abspath(a.guest_dir)
     a.images = os.path.abspath(a.images) if a.images else None
-    a.jailer_cgroup = a.jailer_cgroup or ["memory.max=268435456"]
+    if a.jailer_cgroup is None:
+        a.jailer_cgroup_version, a.jailer_cgroup = memory_limit_cgroups(256 << 20)
     if hasattr(a, "N"):
         a.N = [int(x) for x in a.N.split(",")]
     if hasattr(a, "vmm"):
