@@ -95,7 +95,9 @@ class Ember:
 
 
 def counters(text):
-    return [int(x) for x in re.findall(r"^counter: (\d+)", text, re.M)]
+    """The numbers of the complete `counter: N` lines (a console read as the guest writes can
+    end in part of one)."""
+    return [int(x) for x in re.findall(r"^counter: (\d+)\r?\n", text, re.M)]
 
 
 def configure(e, ctx, args="counter=0", vcpus=1):

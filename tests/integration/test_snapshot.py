@@ -37,7 +37,10 @@ def boot_api(vm, kernel, args, drives=(), nets=(), mem_mib=128, track=False):
 
 
 def numbers(text, key):
-    return [int(x) for x in re.findall(r"^%s: (\d+)\r?$" % key, text, re.M)]
+    """The numbers of the complete `key: N` lines in `text`. A console read while the guest
+    writes (or after a pause that caught it mid-line) can end in part of a line, "durable: 22"
+    of 223: it is not a number yet (the rest may follow in the next process's console)."""
+    return [int(x) for x in re.findall(r"^%s: (\d+)\r?\n" % key, text, re.M)]
 
 
 def wait_number(vm, key, at_least, timeout):
