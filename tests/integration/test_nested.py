@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,7 +253,13 @@ def power_cut_round(ctx, rnd):
     seed = 0x2000 + rnd
     target = random.Random(rnd).randrange(0, 8)
     disk = make_disk(ctx)
-    cfg = {"boot-source": {"kernel_image_path": ctx.guest("guest-pvh.elf"),
+    # Inside, /tmp is the nested machine's own: only the working directory (the test's scratch)
+    # and host paths outside /tmp are shared, and a checkout may well be under /tmp. So Ember
+    # and the guest run from copies in the scratch, named relative to it.
+    for src, name in ((ctx.ember, "ember"), (ctx.guest("guest-pvh.elf"), "guest-pvh.elf")):
+        if not os.path.exists(os.path.join(ctx.workdir, name)):
+            shutil.copy(src, os.path.join(ctx.workdir, name))
+    cfg = {"boot-source": {"kernel_image_path": "guest-pvh.elf",
                            "boot_args": "quiet smp=0 blk-durable=0,%d" % seed},
            "machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "smt": False},
            "drives": [{"drive_id": "d0", "path_on_host": "/tmp/pc/drive.img",
@@ -261,7 +268,7 @@ def power_cut_round(ctx, rnd):
     with open(os.path.join(ctx.workdir, "pc.json"), "w") as f:
         json.dump(cfg, f)
     pidfile = os.path.join(ctx.workdir, "qemu.pid")
-    inner = "mkdir -p /tmp/pc && mount -t ext4 /dev/vda /tmp/pc && exec %s --no-api --config-file pc.json" % ctx.ember
+    inner = "mkdir -p /tmp/pc && mount -t ext4 /dev/vda /tmp/pc && exec ./ember --no-api --config-file pc.json"
     p = with_kvm(["-t", "300", "-m", "2048", "--disk", disk, "--pidfile", pidfile],
                  ["sh", "-c", inner], cwd=ctx.workdir)
     seen, cut = None, False
