@@ -29,9 +29,9 @@ start N VMs keeping P starts in flight, then with all of them up and idle record
 then SIGTERM every VM, wait for all (deadline), remove jails and cgroups, and check leaks:
 no process left (pids and any process whose argv carries this run's tag), the harness's fds,
 network interfaces, cgroups (every directory of every cgroup hierarchy, v2 and v1), jail
-directories, mounts, files in the run directory, and memory held (anonymous, shmem, unreclaimable slab,
-stacks, page tables, vmalloc, per-cpu: in_use_kib) back within --mem-tolerance-mib of the
-start. The MemAvailable drop is reported beside it; it is too noisy to judge a leak by.
+directories, mounts, files in the run directory, and memory held (anonymous, shmem,
+unreclaimable slab, stacks, page tables, vmalloc, per-cpu: in_use_kib) back within
+--mem-tolerance-mib of the start. The MemAvailable drop is reported beside it; it is too noisy to judge a leak by.
 
 Sources (pluggable: class Source): `guest` (build/guest/guest-pvh.elf, `quiet smp=0 idle`:
 it writes the boot timer, prints `guest: idle` and halts with interrupts off), `linux`
@@ -218,7 +218,7 @@ def cgroup_mounts():
         for line in f:
             left, _, right = line.partition(" - ")
             fstype, _, supers = right.split()[:3]
-            mnt = left.split()[4]
+            mnt = left.split()[4].replace("\\040", " ")
             if fstype == "cgroup2" and v2 is None:
                 v2 = mnt
             elif fstype == "cgroup":
@@ -1069,8 +1069,8 @@ def print_density(res):
     print("  %-12s N=%-5d up %d/%d%s  start p50 %s ms p99 %s ms  %s VMs/s  "
           "host %.2f MiB/VM (slab %.3f, KVM page tables %.3f)  PSS %s MiB  RSS %s MiB  "
           "(THP %.1f MiB in all, guest RAM resident %s MiB)  "
-          "threads %s (+%s kernel workers)  fds %s  idle CPU %.3f ms/s, %.2f wakeups/s per VM  teardown %.2f s  "
-          "leaks: %s" % (
+          "threads %s (+%s kernel workers)  fds %s  idle CPU %.3f ms/s, %.2f wakeups/s per VM  "
+          "teardown %.2f s  leaks: %s" % (
               res["vmm"], res["N"], res["up"], res["N"],
               (" (stopped for memory at %d)" % res["stopped_for_memory_at"])
               if res["stopped_for_memory_at"] is not None else "",

@@ -23,8 +23,8 @@ def opts(ctx):
     return argparse.Namespace(
         ember=ctx.ember, jailer=os.path.join(os.path.dirname(ctx.ember), "ember-jailer"),
         guest_dir=ctx.guest_dir, images=None, mem=128, uid=12345,
-        jailer_cgroup=cgroups, jailer_cgroup_version=cg_version, mem_tolerance_mib=32, P=N, reserve_mib=256,
-        stop_timeout=60)
+        jailer_cgroup=cgroups, jailer_cgroup_version=cg_version, mem_tolerance_mib=32, P=N,
+        reserve_mib=256, stop_timeout=60)
 
 
 def describe(vms):
@@ -63,10 +63,10 @@ def fifty(ctx, kind_name):
         lk = r.leaks(base, vms, time.monotonic() + 30)
         check(lk["ok"], "%s: left behind: %r" % (kind_name, lk))
         print("  %s: %d up in %.1f s (kernel workers per VM %r), down in %.1f s, memory held "
-              "%d KiB (MemAvailable %d KiB short)%s" % (kind_name, N, wall, workers, t_down,
-                                                       lk["mem_held_kib"],
-                            lk["mem_available_drop_kib"],
-                            " (after dropping clean caches)" if lk["dropped_caches"] else ""))
+              "%d KiB (MemAvailable %d KiB short)%s" % (
+                  kind_name, N, wall, workers, t_down, lk["mem_held_kib"],
+                  lk["mem_available_drop_kib"],
+                  " (after dropping clean caches)" if lk["dropped_caches"] else ""))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

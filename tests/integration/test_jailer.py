@@ -9,11 +9,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 
 from harness import check, test
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from bench_density import cgroup_mounts  # noqa: E402  (v2 mount, {v1 controller: mount})
 
 UID = GID = 12345
 
@@ -42,18 +46,6 @@ def mountinfo():
             mnt = left.split()[4].replace("\\040", " ")
             out.append((mnt, fstype, supers.split(",")))
     return out
-
-
-def cgroup_mounts():
-    """(v2 mount or None, {v1 controller: mount})."""
-    v2, v1 = None, {}
-    for mnt, fstype, supers in mountinfo():
-        if fstype == "cgroup2" and v2 is None:
-            v2 = mnt
-        elif fstype == "cgroup":
-            for s in supers:
-                v1.setdefault(s, mnt)
-    return v2, v1
 
 
 def v2_controllers():

@@ -155,7 +155,6 @@ def test_with_kvm_time_limit_and_interrupt(ctx):
     check(leftovers(p) == ([], []), "left behind after SIGINT: %r" % (leftovers(p),))
 
 
-
 # Inside: on the first run (no FLAG yet) stop every other child of the nested init, its
 # heartbeat among them, which is how a wedged machine looks from outside; on the second, say so.
 WEDGE = r"""
@@ -213,6 +212,7 @@ def test_with_kvm_wedged_machine(ctx):
           "no line saying it ran again\n" + desc)
     check(leftovers(p) == ([], []), "left behind after a retry: %r" % (leftovers(p),))
 
+
 # ---- the power cut -------------------------------------------------------------------------
 
 DRIVE_SECTORS = 2048
@@ -268,7 +268,8 @@ def power_cut_round(ctx, rnd):
     with open(os.path.join(ctx.workdir, "pc.json"), "w") as f:
         json.dump(cfg, f)
     pidfile = os.path.join(ctx.workdir, "qemu.pid")
-    inner = "mkdir -p /tmp/pc && mount -t ext4 /dev/vda /tmp/pc && exec ./ember --no-api --config-file pc.json"
+    inner = ("mkdir -p /tmp/pc && mount -t ext4 /dev/vda /tmp/pc && "
+             "exec ./ember --no-api --config-file pc.json")
     p = with_kvm(["-t", "300", "-m", "2048", "--disk", disk, "--pidfile", pidfile],
                  ["sh", "-c", inner], cwd=ctx.workdir)
     seen, cut = None, False
