@@ -210,7 +210,8 @@ static int entry_point(const uint8_t *img, const Elf64_Ehdr *eh, const char *nam
     return 0;
 }
 
-/* Pass 2: copy every PT_LOAD to its physical address, zeroing its bss. */
+/* Pass 2: copy every PT_LOAD to its physical address, zeroing its bss
+ * (without touching its whole pages: gm_zero). */
 static int load_segments(struct guest_mem *gm, const uint8_t *img, const Elf64_Ehdr *eh,
                          const char *name)
 {
@@ -222,7 +223,8 @@ static int load_segments(struct guest_mem *gm, const uint8_t *img, const Elf64_E
         if (!dst) /* checked in pass 1 */
             return err_set(-EFAULT, "kernel %s: segment %u is outside guest memory", name, i);
         memcpy(dst, img + p->p_offset, p->p_filesz);
-        memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
+        if (gm_zero(gm, p->p_paddr + p->p_filesz, p->p_memsz - p->p_filesz) < 0)
+            return err_set(-EFAULT, "kernel %s: segment %u is outside guest memory", name, i);
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,48 @@ static void test_gm_split(void **state)
     assert_ptr_equal(p, gm.host + LAYOUT_MMIO_GAP_START);
     assert_non_null(gm_ptr(&gm, LAYOUT_MMIO_GAP_END + hi.size - 8, 8));
     assert_null(gm_ptr(&gm, LAYOUT_MMIO_GAP_END + hi.size - 8, 9));
+    guest_mem_free(&gm);
+}
+
+/* Resident 4 KiB pages of [p, p+len) (mincore). */
+static unsigned resident_pages(const void *p, size_t len)
+{
+    unsigned char vec[16];
+    assert_true(len / 4096 <= sizeof(vec));
+    assert_int_equal(mincore((void *)p, len, vec), 0);
+    unsigned n = 0;
+    for (size_t i = 0; i < len / 4096; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* gm_zero zeroes exactly its range, and drops the whole pages instead of writing them. */
+static void test_gm_zero(void **state)
+{
+    (void)state;
+    struct guest_mem gm;
+    assert_int_equal(guest_mem_init(&gm, 4 << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
+    uint8_t *p = gm_ptr(&gm, 0x10000, 6 * 4096);
+    memset(p, 0xcc, 6 * 4096);
+    assert_int_equal(resident_pages(p, 6 * 4096), 6);
+    /* From the middle of page 0 to the middle of page 4: pages 1-3 whole. */
+    assert_int_equal(gm_zero(&gm, 0x10000 + 100, 4 * 4096), 0);
+    for (unsigned i = 0; i < 6 * 4096; i++)
+        if (p[i] != ((i >= 100 && i < 100 + 4 * 4096) ? 0 : 0xcc))
+            fail_msg("byte %u is 0x%02x", i, p[i]);
+    memset(p, 0xcc, 6 * 4096);
+    assert_int_equal(gm_zero(&gm, 0x10000 + 4096, 3 * 4096), 0);
+    unsigned char vec[6];
+    assert_int_equal(mincore(p, 6 * 4096, vec), 0);
+    assert_int_equal(vec[0] & 1, 1);
+    assert_int_equal(vec[1] & 1, 0);
+    assert_int_equal(vec[3] & 1, 0);
+    assert_int_equal(vec[4] & 1, 1);
+    /* Checked like every access; a range within one page is written. */
+    assert_int_equal(gm_zero(&gm, (4 << 20) - 8, 16), -EFAULT);
+    assert_int_equal(gm_zero(&gm, 0x10000 + 4096 * 5 + 8, 8), 0);
+    assert_int_equal(p[4096 * 5 + 8], 0);
+    assert_int_equal(p[4096 * 5 + 16], 0xcc);
     guest_mem_free(&gm);
 }
 
@@ -477,6 +520,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gm_small),
         cmocka_unit_test(test_gm_split),
+        cmocka_unit_test(test_gm_zero),
         cmocka_unit_test(test_gm_bad_size),
         cmocka_unit_test(test_bus),
         cmocka_unit_test(test_serial),

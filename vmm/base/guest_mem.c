@@ -94,6 +94,7 @@ int guest_mem_init_huge(struct guest_mem *gm, uint64_t size, uint64_t gap_start,
                        (unsigned long long)(size / huge));
     }
     set_layout(gm, p, size, gap_start, gap_end);
+    gm->hugetlb = true;
     return 0;
 }
 
@@ -203,6 +204,24 @@ int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t
     if (!p)
         return -EFAULT;
     memcpy(p, src, len);
+    return 0;
+}
+
+int gm_zero(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+    uint8_t *p = gm_ptr(gm, gpa, len);
+    if (!p)
+        return -EFAULT;
+    uintptr_t lo = ((uintptr_t)p + GM_PAGE - 1) & ~(uintptr_t)(GM_PAGE - 1);
+    uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)(GM_PAGE - 1);
+    /* A file-backed page would read as the file again, a huge page needs whole 2 MiB. */
+    if (gm->file_backed || gm->hugetlb || lo >= hi ||
+        madvise((void *)lo, hi - lo, MADV_DONTNEED) < 0) {
+        memset(p, 0, len);
+        return 0;
+    }
+    memset(p, 0, lo - (uintptr_t)p);
+    memset((void *)hi, 0, (uintptr_t)p + len - hi);
     return 0;
 }
 

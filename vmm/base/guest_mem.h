@@ -30,8 +30,9 @@ struct guest_mem {
     uint64_t low_size; /* bytes below the MMIO gap */
     uint64_t high_gpa; /* where the rest starts: the gap's end */
     bool file_backed;  /* guest_mem_map_file: file_fd is the memory file, closed with gm */
+    bool hugetlb;      /* hugetlbfs pages (machine-config.huge_pages "2M") */
     int file_fd;
-    uint64_t *dirty;   /* one bit per 4 KiB page the VMM wrote, or NULL */
+    uint64_t *dirty; /* one bit per 4 KiB page the VMM wrote, or NULL */
 };
 
 #define GM_PAGE 4096u
@@ -73,6 +74,12 @@ struct gm_region gm_region(const struct guest_mem *gm, int i);
  * outside guest RAM or the range crosses a region boundary. len 0 is valid
  * for any gpa inside or at the end of a region. */
 void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/* Zero guest range [gpa, gpa+len) (checked as gm_ptr; 0 or -EFAULT). The
+ * whole 4 KiB pages of anonymous RAM in it are dropped (MADV_DONTNEED: they
+ * read as zero and cost no memory until the guest touches them) rather than
+ * written: a kernel's bss costs nothing until used. */
+int gm_zero(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 
 /* Checked copies; return 0 or -EFAULT. */
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
