@@ -80,23 +80,32 @@ def wait_until(cond, timeout, what):
         time.sleep(0.005)
 
 
-def vcpus_parked(pid):
+def vcpus_parked(pid, within=2.0):
     """True if every vCPU thread of Ember `pid` is blocked in the kernel on a futex (parked by
-    a pause): a parked vCPU cannot run guest code."""
-    tids = []
-    for t in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
-            if f.read().startswith("ember_vcpu"):
-                tids.append(t)
-    if not tids:
-        return False
-    for t in tids:
-        with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        with open("/proc/%d/task/%s/wchan" % (pid, t)) as f:
-            wchan = f.read()
-        if state != "S" or "futex" not in wchan:
+    a pause) within `within` s: a parked vCPU cannot run guest code. A thread that counted
+    itself parked, which is when the pause answers, may still be on its way into the futex
+    wait (runnable, on a loaded host); the callers check separately that no guest code runs."""
+    def parked():
+        tids = []
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                if f.read().startswith("ember_vcpu"):
+                    tids.append(t)
+        if not tids:
             return False
+        for t in tids:
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open("/proc/%d/task/%s/wchan" % (pid, t)) as f:
+                wchan = f.read()
+            if state != "S" or "futex" not in wchan:
+                return False
+        return True
+    end = time.monotonic() + within
+    while not parked():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
     return True
 
 
