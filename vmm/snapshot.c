@@ -610,11 +610,11 @@ int snapshot_describe(const char *path, FILE *out)
         snapr_close(&r);
         return rc;
     }
-    time_t t = (time_t)(v.info.created_realtime_ns / 1000000000ull);
-    struct tm tm;
-    char when[64] = "?";
-    if (gmtime_r(&t, &tm))
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    struct utc_time t;
+    utc_time((int64_t)(v.info.created_realtime_ns / 1000000000ull), &t);
+    char when[64];
+    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02dZ", t.year, t.month, t.day, t.hour,
+             t.min, t.sec);
     fprintf(out, "snapshot: %s\nformat version: %u (Ember snapshot format; producer \"%s\")\n",
             path, r.version, r.producer);
     fprintf(out,

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include "../../vmm/cpuid.h"
 #include "../../vmm/base/err.h"
 #include "../../vmm/base/guest_mem.h"
+#include "../../vmm/base/log.h"
 #include "../../vmm/i8042.h"
 #include "../../vmm/base/metrics.h"
 #include "../../vmm/serial.h"
@@ -114,6 +116,29 @@ static void test_gm_zero(void **state)
     assert_int_equal(p[4096 * 5 + 8], 0);
     assert_int_equal(p[4096 * 5 + 16], 0xcc);
     guest_mem_free(&gm);
+}
+
+/* utc_time agrees with gmtime_r: every day from 1970 to 2200 (leap years, 2000, 2100), and
+ * second-level times. */
+static void test_utc_time(void **state)
+{
+    (void)state;
+    for (int64_t s = 0; s < 7258118400LL; s += 86400 - 1) {
+        time_t t = (time_t)s;
+        struct tm tm;
+        struct utc_time u;
+        assert_non_null(gmtime_r(&t, &tm));
+        utc_time(s, &u);
+        if (u.year != tm.tm_year + 1900 || u.month != tm.tm_mon + 1 || u.day != tm.tm_mday ||
+            u.hour != tm.tm_hour || u.min != tm.tm_min || u.sec != tm.tm_sec)
+            fail_msg("%lld: %04d-%02d-%02d %02d:%02d:%02d", (long long)s, u.year, u.month, u.day,
+                     u.hour, u.min, u.sec);
+    }
+    struct utc_time u;
+    utc_time(951782400, &u); /* 2000-02-29T00:00:00Z */
+    assert_true(u.year == 2000 && u.month == 2 && u.day == 29 && u.hour == 0);
+    utc_time(4107542399LL, &u); /* 2100-02-28T23:59:59Z (2100 is not a leap year) */
+    assert_true(u.year == 2100 && u.month == 2 && u.day == 28 && u.sec == 59);
 }
 
 static void test_gm_bad_size(void **state)
@@ -522,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_gm_split),
         cmocka_unit_test(test_gm_zero),
         cmocka_unit_test(test_gm_bad_size),
+        cmocka_unit_test(test_utc_time),
         cmocka_unit_test(test_bus),
         cmocka_unit_test(test_serial),
         cmocka_unit_test(test_serial_panic_banner),

@@ -124,6 +124,26 @@ uint64_t log_dropped(void)
     return atomic_load(&log_drops);
 }
 
+/* Days since 1970-01-01 to the proleptic Gregorian date (H. Hinnant's
+ * days-to-civil: eras of 400 years, years starting on March 1st). */
+void utc_time(int64_t secs, struct utc_time *out)
+{
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t rem = secs - days * 86400;
+    out->hour = (int)(rem / 3600);
+    out->min = (int)(rem / 60 % 60);
+    out->sec = (int)(rem % 60);
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;                                      /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                    /* [0, 11], from March */
+    out->day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    out->month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    out->year = (int)(yoe + era * 400 + (out->month <= 2));
+}
+
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
 {
     if (level > log_level || log_level == LOG_OFF)
@@ -133,11 +153,10 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
     char buf[1024];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec, log_id, thread_name);
+    struct utc_time t;
+    utc_time(ts.tv_sec, &t);
+    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09ld [%s:%s", t.year,
+                     t.month, t.day, t.hour, t.min, t.sec, ts.tv_nsec, log_id, thread_name);
     if (log_show_level)
         n += snprintf(buf + n, sizeof(buf) - n, ":%s", levels[level].tag);
     if (log_show_origin)

@@ -41,6 +41,14 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 #define log_info(...) log_write(LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 #define log_debug(...) log_write(LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
 
+/* The UTC calendar time `secs` seconds after the epoch, as log lines print it.
+ * Computed here: glibc's gmtime_r reads /etc/localtime on its first call,
+ * which costs every start a file read (9p-shared in the nested machine). */
+struct utc_time {
+    int year, month, day, hour, min, sec; /* month 1-12, day 1-31 */
+};
+void utc_time(int64_t secs, struct utc_time *out);
+
 /* Microseconds of CLOCK_MONOTONIC; and the process start reference. */
 uint64_t time_now_us(void);
 void time_mark_start(void);
