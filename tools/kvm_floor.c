@@ -1,7 +1,10 @@
 /* kvm_floor.c - the raw-KVM floor for exec -> exit (issue 12): open /dev/kvm, one VM with
  * lazily mapped RAM (argv[1] MiB, default 128) and one vCPU in real mode, a 7-byte guest
- * that writes 123 to the boot-timer port 0x3f0, and exit 0 on that write. No irqchip, no
- * checks beyond the return codes: what any VMM must at least do. tools/bench_density.py. */
+ * that writes 123 to the boot-timer port 0x3f0, and exit 0 on that write. No checks beyond
+ * the return codes: what any VMM must at least do. tools/bench_density.py.
+ * `kvm-floor MIB irqchip` also makes the in-kernel PIC/IOAPIC/LAPIC and PIT after the
+ * memory, as Ember does (a Linux guest needs them): the same floor with their set-up and
+ * their tear-down when the VM closes. */
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
@@ -20,7 +23,12 @@ int main(int argc, char **argv)
         return 1;
     memcpy(ram + 0x1000, code, sizeof(code));
     struct kvm_userspace_memory_region r = {.memory_size = size, .userspace_addr = (__u64)ram};
-    int cpu = ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0 ||
+        (argc > 2 && !strcmp(argv[2], "irqchip") &&
+         (ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0 || ioctl(vm, KVM_CREATE_PIT2, &pit) < 0)))
+        return 1;
+    int cpu = ioctl(vm, KVM_CREATE_VCPU, 0);
     int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
     struct kvm_run *run = cpu < 0 || run_size < 0
                               ? MAP_FAILED
