@@ -4,11 +4,13 @@ guest and to QEMU microvm restoring it from a file (migrate to a file, then -inc
 one run; then host memory for N clones of one snapshot next to N cold boots.
 
   bench_snapshot.py --ember build/ember --guest-dir build/guest [-n 10] [--clones 1,10,100]
-                    [--json FILE] [--png FILE] [--qemu qemu-system-x86_64]
+                    [--images build/images] [--json FILE] [--png FILE] [--qemu qemu-system-x86_64]
   bench_snapshot.py --replot FILE.json --png FILE.png     (draw an earlier run again)
 
-The guest is the test guest with `counter=0` (1 vCPU, 128 MiB): it prints `counter: i` about
-every 10 ms and writes the boot-timer port each time. Per round, interleaved:
+The guest is the test guest with `counter=0 probe` (1 vCPU, 128 MiB): it prints `counter: i`
+about every 10 ms and writes the boot-timer port each time, and every ~0.1 ms between lines
+(`probe`), so that a restored guest's first write comes as soon as it runs. Per round,
+interleaved:
   Ember cold boot     Ember's `Guest-boot-time` (InstanceStart -> the guest's first write)
   Ember create        Ember's `snapshot created in N us` (a paused VM, Full)
   Ember load         `snapshot loaded in N us (M us of CPU)`: PUT /snapshot/load received ->
@@ -19,6 +21,11 @@ every 10 ms and writes the boot-timer port each time. Per round, interleaved:
   Ember load->write   `Guest-boot-time` after a load: load received -> the guest's first write
   exec -> counter     for both VMMs, from spawning the process to the first counter line the
                       restored guest prints (Ember: through the API; QEMU: -incoming file)
+With --images (the Linux guest images, `make images`), per round also:
+  Linux cold boot     Ember's `Guest-boot-time` for Linux (InstanceStart -> init's boot-timer
+                      write in user space)
+  Linux load          `snapshot loaded in N us (M us of CPU)` for that Linux, snapshotted
+                      idle in user space: what a platform saves by restoring instead
 Clones: N processes restored from one snapshot (File backend, MAP_PRIVATE), each resumed until
 its guest printed a line, then paused; the same for N cold boots. Host memory is the drop in
 MemAvailable and the sum of PSS (smaps_rollup) over the N processes.
@@ -113,15 +120,48 @@ def ember(a, tmp, name):
     return pr
 
 
-def cold_boot(a, tmp, name):
+GUEST_ARGS = "quiet smp=0 counter=0 probe"
+LINUX_UP = r"^linux-idle"
+
+
+def linux_args(a):
+    """The Linux guest's command line: idle in user space (as bench_density's linux source);
+    on a PVM host with the PVM fragment its kernel needs (resources/cmdline-host.txt)."""
+    args = ('console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux quiet '
+            'ember.cmd="echo linux-idle; exec sleep 1000000"')
+    host = os.path.join(a.images, "cmdline-host.txt")
+    if os.path.exists("/sys/module/kvm_pvm") and os.path.exists(host):
+        with open(host) as f:
+            args += " " + f.read().strip()
+    return args
+
+
+def cold_boot(a, tmp, name, linux=False):
     pr = ember(a, tmp, name)
-    http(pr.sock, "PUT", "/boot-source", {"kernel_image_path": os.path.join(a.guest_dir, "guest-pvh.elf"),
-                                          "boot_args": "quiet smp=0 counter=0"})
+    if linux:
+        http(pr.sock, "PUT", "/boot-source", {
+            "kernel_image_path": os.path.join(a.images, "vmlinux"),
+            "initrd_path": os.path.join(a.images, "initramfs.cpio"), "boot_args": linux_args(a)})
+    else:
+        http(pr.sock, "PUT", "/boot-source", {
+            "kernel_image_path": os.path.join(a.guest_dir, "guest-pvh.elf"),
+            "boot_args": GUEST_ARGS})
     http(pr.sock, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": MEM_MIB})
     http(pr.sock, "PUT", "/actions", {"action_type": "InstanceStart"})
-    m, _ = pr.wait_for(r"Guest-boot-time = (\d+) us", which="err")
+    m, _ = pr.wait_for(r"Guest-boot-time = (\d+) us", which="err", timeout=300)
     pr.boot_us = int(m.group(1))
-    pr.wait_for(r"^counter: \d+")
+    pr.wait_for(LINUX_UP if linux else r"^counter: \d+", timeout=300)
+    return pr
+
+
+def restore_linux(a, tmp, name, snap, mem):
+    """A Linux snapshot restored into a waiting process: load -> running and its CPU."""
+    pr = ember(a, tmp, name)
+    http(pr.sock, "GET", "/")
+    http(pr.sock, "PUT", "/snapshot/load", {"snapshot_path": snap, "mem_backend": {
+        "backend_type": "File", "backend_path": mem}, "resume_vm": True})
+    m, _ = pr.wait_for(r"snapshot loaded in (\d+) us \((\d+) us of CPU\)", which="err")
+    pr.load_us, pr.load_cpu_us = int(m.group(1)), int(m.group(2))
     return pr
 
 
@@ -164,7 +204,7 @@ def qemu_argv(a, extra):
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
             "-device", "i8042",  # the guest polls the i8042 status port between lines
             "-kernel", os.path.join(a.guest_dir, "guest-pvh.elf"), "-append",
-            "quiet smp=0 counter=0"] + extra
+            GUEST_ARGS] + extra
 
 
 def qemu_save(a, tmp, path):
@@ -278,6 +318,7 @@ def main():
     ap.add_argument("--guest-dir", default="build/guest")
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--clones", default="1,10,100")
+    ap.add_argument("--images", help="the Linux guest images (make images): Linux rows too")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--json")
     ap.add_argument("--png")
@@ -296,6 +337,14 @@ def main():
         http(src.sock, "PUT", "/snapshot/create", {"snapshot_path": snap, "mem_file_path": mem})
         qfile = os.path.join(tmp, "qemu.state")
         qemu_save(a, tmp, qfile)
+        if a.images:
+            lsrc = cold_boot(a, tmp, "lsrc", linux=True)
+            http(lsrc.sock, "PATCH", "/vm", {"state": "Paused"})
+            lsnap, lmem = os.path.join(tmp, "l.snap"), os.path.join(tmp, "l.mem")
+            http(lsrc.sock, "PUT", "/snapshot/create", {"snapshot_path": lsnap,
+                                                         "mem_file_path": lmem})
+            lsrc.kill()
+        lx_cold, lx_load, lx_cpu = [], [], []
         cold, create, load, load_cpu, write, e_exec, q_exec = [], [], [], [], [], [], []
         phases = {}
         for r in range(a.n):
@@ -319,6 +368,16 @@ def main():
             q = qemu_restore(a, tmp, qfile, "q%d" % r)
             q_exec.append(q.exec_to_counter_ms)
             q.kill()
+            if a.images:
+                lc = cold_boot(a, tmp, "lcold%d" % r, linux=True)
+                lx_cold.append(lc.boot_us / 1000)
+                lc.kill()
+                lr = restore_linux(a, tmp, "lload%d" % r, lsnap, lmem)
+                lx_load.append(lr.load_us / 1000)
+                lx_cpu.append(lr.load_cpu_us / 1000)
+                lr.kill()
+                print("round %d: Linux cold boot %.1f ms, Linux load %.2f ms (%.2f CPU)" % (
+                    r, lx_cold[-1], lx_load[-1], lx_cpu[-1]), flush=True)
             print("round %d: cold %.1f ms, create %.1f ms, load %.2f ms (%.2f CPU), load->write "
                   "%.2f ms, exec->counter ember %.1f qemu %.1f ms" % (
                       r, cold[-1], create[-1], load[-1], load_cpu[-1], write[-1], e_exec[-1],
@@ -334,6 +393,11 @@ def main():
             print("load phase %-40s median %8.3f ms [%.3f..%.3f]" % (k, v["median"], v["min"],
                                                                       v["max"]), flush=True)
         res["ratio_cold_over_load"] = res["ember_cold_boot_ms"]["median"] / res["ember_load_to_running_ms"]["median"]
+        if a.images:
+            res.update({"linux_cold_boot_ms": stats(lx_cold), "linux_load_to_running_ms":
+                        stats(lx_load), "linux_load_cpu_ms": stats(lx_cpu)})
+            res["linux_ratio_cold_over_load"] = (res["linux_cold_boot_ms"]["median"] /
+                                                 res["linux_load_to_running_ms"]["median"])
         res["ratio_qemu_over_ember_exec_to_counter"] = (res["qemu_exec_to_counter_ms"]["median"] /
                                                         res["ember_exec_to_counter_ms"]["median"])
         res["clones"], res["cold_boots"] = [], []

@@ -38,6 +38,7 @@ struct options {
 	int counter_set;
 	int fault_panic, quiet;
 	int idle; /* idle: halt with interrupts off after the report (density runs) */
+	int probe; /* probe: with counter=, write the boot timer every ~0.1 ms between lines */
 	u64 counter;
 	u64 echo; /* echo=N: read N console bytes, print them back */
 };
