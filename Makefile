@@ -243,10 +243,11 @@ DENSITY_ARGS = --ember $(BUILD)/ember --guest-dir $(BUILD)/guest
 # Snapshots: create, load, load -> first guest write vs cold boots and QEMU's -incoming restore,
 # and host memory for N clones of one snapshot vs N cold boots (tools/bench_snapshot.py).
 SNAP_CLONES ?= 1,10,100
-bench-snapshot: all
+bench-snapshot: all images
 	@mkdir -p $(BUILD)/bench
 	$(WITH_KVM) -t $(KVM_LIMIT) -m 16384 -- $(PYTHON) tools/bench_snapshot.py --ember $(BUILD)/ember \
-	  --guest-dir $(BUILD)/guest --clones $(SNAP_CLONES) --json $(BUILD)/bench/snapshot.json \
+	  --guest-dir $(BUILD)/guest --images $(BUILD)/images --clones $(SNAP_CLONES) \
+	  --json $(BUILD)/bench/snapshot.json \
 	  --png $(BUILD)/bench/snapshot-memory.png
 
 bench-density: all floor

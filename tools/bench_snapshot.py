@@ -19,8 +19,10 @@ interleaved:
                       debug lines (`--level Debug`): file read, check, VM built (and of that
                       KVM_CREATE_VM, memory, devices, irqchip, vCPUs), state restored, started
   Ember load->write   `Guest-boot-time` after a load: load received -> the guest's first write
-  exec -> counter     for both VMMs, from spawning the process to the first counter line the
-                      restored guest prints (Ember: through the API; QEMU: -incoming file)
+  exec -> running     for both VMMs, from spawning the process to the restored VM running
+                      (Ember: a waiting process's PUT /snapshot/load answered; QEMU: -incoming
+                      from a file, QMP query-status "running")
+  exec -> counter     the same to the first counter line the restored guest prints
 With --images (the Linux guest images, `make images`), per round also:
   Linux cold boot     Ember's `Guest-boot-time` for Linux (InstanceStart -> init's boot-timer
                       write in user space)
@@ -41,6 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import bench_density  # its QMP client
 
 MEM_MIB = 128
 
@@ -172,6 +176,7 @@ def restore(a, tmp, name, snap, mem):
     http(pr.sock, "GET", "/")
     http(pr.sock, "PUT", "/snapshot/load", {"snapshot_path": snap, "mem_backend": {
         "backend_type": "File", "backend_path": mem}, "resume_vm": True})
+    pr.exec_to_running_ms = (time.monotonic() - pr.t0) * 1000  # answered: vCPUs running
     m, t = pr.wait_for(r"^counter: \d+")
     pr.exec_to_counter_ms = (t - pr.t0) * 1000
     m, _ = pr.wait_for(r"snapshot loaded in (\d+) us \((\d+) us of CPU\)", which="err")
@@ -232,7 +237,19 @@ def qemu_save(a, tmp, path):
 
 
 def qemu_restore(a, tmp, path, name):
-    pr = Proc(qemu_argv(a, ["-incoming", "exec:cat %s" % path]), tmp, name)
+    qmp = os.path.join(tmp, name + ".qmp")
+    pr = Proc(qemu_argv(a, ["-qmp", "unix:%s,server=on,wait=off" % qmp,
+                            "-incoming", "exec:cat %s" % path]), tmp, name)
+    deadline = time.monotonic() + 120
+    q = bench_density.Qmp(qmp, deadline)
+    try:  # running: the state is loaded and the vCPUs go (as Ember's load answer)
+        while q.cmd("query-status").get("status") != "running":
+            if time.monotonic() > deadline:
+                raise RuntimeError("QEMU: not running after -incoming")
+            time.sleep(0.0005)
+        pr.exec_to_running_ms = (time.monotonic() - pr.t0) * 1000
+    finally:
+        q.close()
     m, t = pr.wait_for(r"^counter: \d+")
     pr.exec_to_counter_ms = (t - pr.t0) * 1000
     return pr
@@ -346,6 +363,7 @@ def main():
             lsrc.kill()
         lx_cold, lx_load, lx_cpu = [], [], []
         cold, create, load, load_cpu, write, e_exec, q_exec = [], [], [], [], [], [], []
+        e_run, q_run = [], []
         phases = {}
         for r in range(a.n):
             c = cold_boot(a, tmp, "cold%d" % r)
@@ -362,11 +380,13 @@ def main():
             load_cpu.append(e.load_cpu_us / 1000)
             write.append(e.write_us / 1000)
             e_exec.append(e.exec_to_counter_ms)
+            e_run.append(e.exec_to_running_ms)
             for k, v in e.phases.items():
                 phases.setdefault(k, []).append(v)
             e.kill()
             q = qemu_restore(a, tmp, qfile, "q%d" % r)
             q_exec.append(q.exec_to_counter_ms)
+            q_run.append(q.exec_to_running_ms)
             q.kill()
             if a.images:
                 lc = cold_boot(a, tmp, "lcold%d" % r, linux=True)
@@ -379,14 +399,16 @@ def main():
                 print("round %d: Linux cold boot %.1f ms, Linux load %.2f ms (%.2f CPU)" % (
                     r, lx_cold[-1], lx_load[-1], lx_cpu[-1]), flush=True)
             print("round %d: cold %.1f ms, create %.1f ms, load %.2f ms (%.2f CPU), load->write "
-                  "%.2f ms, exec->counter ember %.1f qemu %.1f ms" % (
-                      r, cold[-1], create[-1], load[-1], load_cpu[-1], write[-1], e_exec[-1],
-                      q_exec[-1]), flush=True)
+                  "%.2f ms, exec->running ember %.1f qemu %.1f ms, exec->counter ember %.1f "
+                  "qemu %.1f ms" % (r, cold[-1], create[-1], load[-1], load_cpu[-1], write[-1],
+                                    e_run[-1], q_run[-1], e_exec[-1], q_exec[-1]), flush=True)
         src.kill()
         res.update({"ember_cold_boot_ms": stats(cold), "ember_create_ms": stats(create),
                     "ember_load_to_running_ms": stats(load), "ember_load_cpu_ms": stats(load_cpu),
                     "ember_load_to_first_write_ms": stats(write),
                     "ember_exec_to_counter_ms": stats(e_exec),
+                    "ember_exec_to_running_ms": stats(e_run),
+                    "qemu_exec_to_running_ms": stats(q_run),
                     "qemu_exec_to_counter_ms": stats(q_exec),
                     "ember_load_phases_ms": {k: stats(v) for k, v in phases.items()}})
         for k, v in res["ember_load_phases_ms"].items():
@@ -400,6 +422,8 @@ def main():
                                                  res["linux_load_to_running_ms"]["median"])
         res["ratio_qemu_over_ember_exec_to_counter"] = (res["qemu_exec_to_counter_ms"]["median"] /
                                                         res["ember_exec_to_counter_ms"]["median"])
+        res["ratio_ember_over_qemu_exec_to_running"] = (res["ember_exec_to_running_ms"]["median"] /
+                                                        res["qemu_exec_to_running_ms"]["median"])
         res["clones"], res["cold_boots"] = [], []
         for n in [int(x) for x in a.clones.split(",") if x]:
             res["clones"].append(clone_memory(a, tmp, n, snap, mem, cold=False))
