@@ -158,29 +158,31 @@ def cold_boot(a, tmp, name, linux=False):
     return pr
 
 
-def restore_linux(a, tmp, name, snap, mem):
-    """A Linux snapshot restored into a waiting process: load -> running and its CPU."""
+def load_waiting(a, tmp, name, snap, mem):
+    """A waiting process (answered once Ember waits for requests, its spare VM made: a
+    pre-started process, as a platform keeps a pool of them) restores the snapshot and resumes
+    it: exec -> running (load_time: Ember's time and CPU for the load)."""
     pr = ember(a, tmp, name)
     http(pr.sock, "GET", "/")
     http(pr.sock, "PUT", "/snapshot/load", {"snapshot_path": snap, "mem_backend": {
         "backend_type": "File", "backend_path": mem}, "resume_vm": True})
+    pr.exec_to_running_ms = (time.monotonic() - pr.t0) * 1000  # answered: vCPUs running
+    return pr
+
+
+def load_time(pr):
     m, _ = pr.wait_for(r"snapshot loaded in (\d+) us \((\d+) us of CPU\)", which="err")
     pr.load_us, pr.load_cpu_us = int(m.group(1)), int(m.group(2))
     return pr
 
 
 def restore(a, tmp, name, snap, mem):
-    pr = ember(a, tmp, name)
-    # Answered once Ember waits for requests (its spare VM made): a pre-started process, as a
-    # platform keeps a pool of them. exec -> counter still counts the whole way.
-    http(pr.sock, "GET", "/")
-    http(pr.sock, "PUT", "/snapshot/load", {"snapshot_path": snap, "mem_backend": {
-        "backend_type": "File", "backend_path": mem}, "resume_vm": True})
-    pr.exec_to_running_ms = (time.monotonic() - pr.t0) * 1000  # answered: vCPUs running
+    """The test guest restored (load_waiting), then its first counter line and its first
+    boot-timer write after the load, and where the load's time went."""
+    pr = load_waiting(a, tmp, name, snap, mem)
     m, t = pr.wait_for(r"^counter: \d+")
     pr.exec_to_counter_ms = (t - pr.t0) * 1000
-    m, _ = pr.wait_for(r"snapshot loaded in (\d+) us \((\d+) us of CPU\)", which="err")
-    pr.load_us, pr.load_cpu_us = int(m.group(1)), int(m.group(2))
+    load_time(pr)
     m, _ = pr.wait_for(r"Guest-boot-time = (\d+) us", which="err")
     pr.write_us = int(m.group(1))
     pr.phases = {}
@@ -392,7 +394,7 @@ def main():
                 lc = cold_boot(a, tmp, "lcold%d" % r, linux=True)
                 lx_cold.append(lc.boot_us / 1000)
                 lc.kill()
-                lr = restore_linux(a, tmp, "lload%d" % r, lsnap, lmem)
+                lr = load_time(load_waiting(a, tmp, "lload%d" % r, lsnap, lmem))
                 lx_load.append(lr.load_us / 1000)
                 lx_cpu.append(lr.load_cpu_us / 1000)
                 lr.kill()
