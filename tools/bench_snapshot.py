@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 
-import bench_density  # its QMP client
+import bench_density  # its QMP client and Linux source
 
 MEM_MIB = 128
 
@@ -125,27 +125,15 @@ def ember(a, tmp, name):
 
 
 GUEST_ARGS = "quiet smp=0 counter=0 probe"
-LINUX_UP = r"^linux-idle"
-
-
-def linux_args(a):
-    """The Linux guest's command line: idle in user space (as bench_density's linux source);
-    on a PVM host with the PVM fragment its kernel needs (resources/cmdline-host.txt)."""
-    args = ('console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux quiet '
-            'ember.cmd="echo linux-idle; exec sleep 1000000"')
-    host = os.path.join(a.images, "cmdline-host.txt")
-    if os.path.exists("/sys/module/kvm_pvm") and os.path.exists(host):
-        with open(host) as f:
-            args += " " + f.read().strip()
-    return args
+LINUX_UP = r"^linux-idle"  # bench_density.LinuxSource.idle_marker
 
 
 def cold_boot(a, tmp, name, linux=False):
     pr = ember(a, tmp, name)
-    if linux:
+    if linux:  # idle in user space: bench_density's linux source (PVM fragment and all)
+        src = bench_density.LinuxSource(a)
         http(pr.sock, "PUT", "/boot-source", {
-            "kernel_image_path": os.path.join(a.images, "vmlinux"),
-            "initrd_path": os.path.join(a.images, "initramfs.cpio"), "boot_args": linux_args(a)})
+            "kernel_image_path": src.kernel, "initrd_path": src.initrd, "boot_args": src.args})
     else:
         http(pr.sock, "PUT", "/boot-source", {
             "kernel_image_path": os.path.join(a.guest_dir, "guest-pvh.elf"),
