@@ -432,11 +432,12 @@ static void start_metrics_timer(struct main_ctx *m, bool first_line)
         evloop_add(&m->ev, &m->ev_metrics, m->metrics_timer, EPOLLIN, on_metrics_timer);
 }
 
-/* The spare VM for the next InstanceStart or snapshot load. Without one (no
+/* The spare VM for the next InstanceStart or snapshot load, with RAM of the
+ * configured size (Firecracker's default 128 MiB unless set). Without one (no
  * /dev/kvm, say) vm_create tries again and its error is the one reported. */
 static void make_spare(struct main_ctx *m)
 {
-    if (m->spare.vm_fd < 0 && vm_spare_make(&m->spare))
+    if (m->spare.vm_fd < 0 && vm_spare_make(&m->spare, m->api.cfg.machine.mem_size_mib))
         log_debug("no spare VM: %s", err_msg());
 }
 

@@ -109,18 +109,52 @@ static uint64_t host_memory_bytes(void)
     return cached = total;
 }
 
+/* One KVM memory slot per RAM region of gm, in order from slot 0; `size`
+ * false deletes them instead. */
+static int set_slots(int vm_fd, const struct guest_mem *gm, bool size, uint32_t flags)
+{
+    for (int i = 0; i < gm_region_count(gm); i++) {
+        struct gm_region r = gm_region(gm, i);
+        struct kvm_userspace_memory_region region = {
+            .slot = (uint32_t)i,
+            .guest_phys_addr = r.gpa,
+            .memory_size = size ? r.size : 0,
+            .userspace_addr = (uint64_t)(uintptr_t)r.host,
+            .flags = flags,
+        };
+        if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+            int e = errno;
+            return err_set(-e, "machine-config.mem_size_mib: KVM cannot map %llu MiB at 0x%llx: %s",
+                           (unsigned long long)(r.size >> 20), (unsigned long long)r.gpa,
+                           strerror(e));
+        }
+    }
+    return 0;
+}
+
+/* The spare's RAM is not what the VM needs: its slots go, then the mapping. */
+static void spare_mem_drop(int vm_fd, struct guest_mem *mem)
+{
+    if (!mem->host)
+        return;
+    set_slots(vm_fd, mem, false, 0);
+    guest_mem_free(mem);
+}
+
 void vm_spare_close(struct vm_spare *s)
 {
     if (s->vm_fd >= 0)
-        close(s->vm_fd);
+        close(s->vm_fd); /* its memory slots with it */
     if (s->kvm_fd >= 0)
         close(s->kvm_fd);
+    guest_mem_free(&s->mem);
     s->vm_fd = s->kvm_fd = -1;
 }
 
-int vm_spare_make(struct vm_spare *s)
+int vm_spare_make(struct vm_spare *s, uint64_t mem_mib)
 {
     s->vm_fd = -1;
+    memset(&s->mem, 0, sizeof(s->mem));
     int rc = open_kvm(&s->kvm_fd, &s->run_size);
     if (!rc && (s->vm_fd = ioctl(s->kvm_fd, KVM_CREATE_VM, 0)) < 0)
         rc = err_set(-errno, "/dev/kvm: KVM_CREATE_VM failed: %s", strerror(errno));
@@ -132,11 +166,16 @@ int vm_spare_make(struct vm_spare *s)
     }
     s->tsc_deadline = ioctl(s->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     host_memory_bytes();
+    /* RAM ready for a VM of the size guessed; without it, a VM maps its own. */
+    if (mem_mib && mem_mib <= (UINT64_MAX >> 20) && (mem_mib << 20) <= host_memory_bytes() &&
+        guest_mem_init(&s->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END) == 0 &&
+        set_slots(s->vm_fd, &s->mem, true, 0) != 0)
+        spare_mem_drop(s->vm_fd, &s->mem);
     return 0;
 }
 
 static int setup_memory(struct vm *vm, uint64_t mem_mib, const struct vm_options *opt,
-                        bool track_dirty, enum huge_pages huge_pages)
+                        bool track_dirty, enum huge_pages huge_pages, struct guest_mem *spare)
 {
     if (mem_mib < 2)
         return err_set(-EINVAL,
@@ -149,33 +188,37 @@ static int setup_memory(struct vm *vm, uint64_t mem_mib, const struct vm_options
                        "machine-config.mem_size_mib: %llu MiB is more than this host has "
                        "(%llu MiB of RAM and swap)",
                        (unsigned long long)mem_mib, (unsigned long long)(host >> 20));
-    int rc = opt->mem_from_file
-                 ? guest_mem_map_file(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
-                                      LAYOUT_MMIO_GAP_END, opt->mem_fd)
-                 : guest_mem_init_huge(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
-                                       LAYOUT_MMIO_GAP_END, huge_pages);
+    /* The spare's RAM if it is the size wanted (plain pages: huge pages are mapped
+     * otherwise): taken as it is, or the memory file mapped over it in place; either
+     * way its slots stay. Else it goes, and this VM maps and registers its own. */
+    bool take = spare->host && spare->size == mem_mib << 20 && huge_pages == HUGE_PAGES_NONE;
+    if (!take)
+        spare_mem_drop(vm->vm_fd, spare);
+    int rc = 0;
+    if (opt->mem_from_file)
+        rc = guest_mem_map_file(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END,
+                                opt->mem_fd, take ? spare->host : NULL);
+    else if (take)
+        vm->mem = *spare;
+    else
+        rc = guest_mem_init_huge(&vm->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START,
+                                 LAYOUT_MMIO_GAP_END, huge_pages);
+    if (take) {
+        memset(spare, 0, sizeof(*spare));
+        if (!rc)
+            log_debug("guest RAM: the spare VM's %llu MiB and memory slot%s",
+                      (unsigned long long)mem_mib,
+                      opt->mem_from_file ? ", the memory file mapped over it" : "");
+    }
     if (rc)
         return rc;
     vm->track_dirty = track_dirty;
     if (track_dirty && (rc = gm_track_dirty(&vm->mem)))
         return rc;
-    for (int i = 0; i < gm_region_count(&vm->mem); i++) {
-        struct gm_region r = gm_region(&vm->mem, i);
-        struct kvm_userspace_memory_region region = {
-            .slot = (uint32_t)i,
-            .guest_phys_addr = r.gpa,
-            .memory_size = r.size,
-            .userspace_addr = (uint64_t)(uintptr_t)r.host,
-            .flags = track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-        };
-        if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
-            int e = errno;
-            return err_set(-e, "machine-config.mem_size_mib: KVM cannot map %llu MiB at 0x%llx: %s",
-                           (unsigned long long)(r.size >> 20), (unsigned long long)r.gpa,
-                           strerror(e));
-        }
-    }
-    return 0;
+    /* Taken slots need only their flags changed, and only for dirty tracking. */
+    if (take && !track_dirty)
+        return 0;
+    return set_slots(vm->vm_fd, &vm->mem, true, track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0);
 }
 
 static int setup_devices(struct vm *vm, const struct vm_config *cfg)
@@ -227,7 +270,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     if (!k || k->vm_fd < 0) {
         k = &now;
         if (!rc)
-            rc = vm_spare_make(k);
+            rc = vm_spare_make(k, 0);
     }
     vm->kvm_fd = k->kvm_fd;
     vm->vm_fd = k->vm_fd;
@@ -241,8 +284,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct vm_option
     t[1] = time_now_us();
     /* Memory slots first: once the irqchip exists, every slot change waits
      * for an SRCU grace period (measured: 0.1 ms before, 3-5 ms after). */
-    if ((rc = setup_memory(vm, cfg->machine.mem_size_mib, opt, cfg->machine.track_dirty_pages,
-                           cfg->machine.huge_pages)))
+    rc = setup_memory(vm, cfg->machine.mem_size_mib, opt, cfg->machine.track_dirty_pages,
+                      cfg->machine.huge_pages, &k->mem);
+    guest_mem_free(&k->mem); /* nothing if taken; else on a failure before the drop */
+    if (rc)
         return rc;
     t[2] = time_now_us();
     /* Virtio devices (files, taps, queue ioeventfds) also before the irqchip. */

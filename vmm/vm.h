@@ -34,16 +34,22 @@
 /* What a VM needs from KVM before its configuration is known: /dev/kvm opened
  * and checked, an empty VM, and the CPUID KVM supports. Made at process start
  * while the API waits for its first request, so that neither InstanceStart nor
- * a snapshot load waits for KVM_CREATE_VM (the slowest ioctl of a restore). */
+ * a snapshot load waits for KVM_CREATE_VM (the slowest ioctl of a restore).
+ * With a guessed RAM size it also holds that much untouched anonymous RAM with
+ * its KVM memory slots registered (before any irqchip, when that is cheap): a
+ * VM of that size takes it as it is, or maps its snapshot's memory file over it
+ * in place, without a slot change; a VM of another size drops it. */
 struct vm_spare {
     int kvm_fd, vm_fd; /* -1: none */
     int run_size;
     bool tsc_deadline;
     struct cpuid_table cpuid; /* KVM_GET_SUPPORTED_CPUID */
+    struct guest_mem mem;     /* host NULL: none */
 };
 
-/* 0, or -errno with err_msg() set (s holds no fds then). */
-int vm_spare_make(struct vm_spare *s);
+/* mem_mib: the RAM to hold ready (0: none; without it the spare is still
+ * made). 0, or -errno with err_msg() set (s holds no fds then). */
+int vm_spare_make(struct vm_spare *s, uint64_t mem_mib);
 void vm_spare_close(struct vm_spare *s);
 
 struct vm_options {

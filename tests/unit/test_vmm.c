@@ -9,9 +9,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -113,6 +113,51 @@ static void test_gm_zero(void **state)
     assert_int_equal(p[4096 * 5 + 8], 0);
     assert_int_equal(p[4096 * 5 + 16], 0xcc);
     guest_mem_free(&gm);
+}
+
+/* A memory file mapped over an earlier guest_mem in place (the spare VM's RAM, whose KVM
+ * slots stay): same address, the file's bytes, private writes; a bad file unmaps the range
+ * and closes the fd. */
+static void test_gm_map_file_in_place(void **state)
+{
+    (void)state;
+    const uint64_t size = 4 << 20;
+    struct guest_mem spare, gm;
+    assert_int_equal(guest_mem_init(&spare, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
+    char path[] = "/tmp/ember-test-mem-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    assert_int_equal(pwrite(fd, "snapshot", 8, 0x5000), 8);
+    assert_int_equal(
+        guest_mem_map_file(&gm, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END, fd, spare.host),
+        0);
+    assert_ptr_equal(gm.host, spare.host);
+    assert_memory_equal(gm_ptr(&gm, 0x5000, 8), "snapshot", 8);
+    memcpy(gm_ptr(&gm, 0x5000, 8), "private!", 8);
+    char back[8];
+    assert_int_equal(pread(fd, back, 8, 0x5000), 8);
+    assert_memory_equal(back, "snapshot", 8);
+    guest_mem_free(&gm); /* unmaps the range and closes fd */
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+
+    assert_int_equal(guest_mem_init(&spare, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
+    char path2[] = "/tmp/ember-test-mem-XXXXXX";
+    fd = mkstemp(path2);
+    assert_true(fd >= 0);
+    unlink(path2);
+    assert_int_equal(ftruncate(fd, (off_t)size / 2), 0); /* the wrong size */
+    err_clear();
+    assert_int_equal(
+        guest_mem_map_file(&gm, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END, fd, spare.host),
+        -EINVAL);
+    assert_non_null(strstr(err_msg(), "memory file"));
+    assert_null(gm.host);
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+    unsigned char vec;
+    assert_int_equal(mincore(spare.host, 4096, &vec), -1); /* unmapped */
+    assert_int_equal(errno, ENOMEM);
 }
 
 /* utc_time agrees with gmtime_r: every day from 1970 to 2200 (leap years, 2000, 2100), and
@@ -543,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_gm_small),
         cmocka_unit_test(test_gm_split),
         cmocka_unit_test(test_gm_zero),
+        cmocka_unit_test(test_gm_map_file_in_place),
         cmocka_unit_test(test_gm_bad_size),
         cmocka_unit_test(test_utc_time),
         cmocka_unit_test(test_bus),

@@ -99,22 +99,28 @@ int guest_mem_init_huge(struct guest_mem *gm, uint64_t size, uint64_t gap_start,
 }
 
 int guest_mem_map_file(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
-                       int fd)
+                       int fd, void *at)
 {
     memset(gm, 0, sizeof(*gm));
     int rc = check_layout(size, gap_start, gap_end);
-    if (rc)
-        return rc;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return err_set(-EINVAL, "memory file: not a regular file");
-    if ((uint64_t)st.st_size != size)
-        return err_set(-EINVAL, "memory file: %llu bytes, the snapshot's guest has %llu",
-                       (unsigned long long)st.st_size, (unsigned long long)size);
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-    if (p == MAP_FAILED)
-        return err_set(-errno, "memory file: cannot map %llu MiB: %s",
-                       (unsigned long long)(size >> 20), strerror(errno));
+    if (!rc && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)))
+        rc = err_set(-EINVAL, "memory file: not a regular file");
+    if (!rc && (uint64_t)st.st_size != size)
+        rc = err_set(-EINVAL, "memory file: %llu bytes, the snapshot's guest has %llu",
+                     (unsigned long long)st.st_size, (unsigned long long)size);
+    void *p = rc ? MAP_FAILED
+                 : mmap(at, size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_NORESERVE | (at ? MAP_FIXED : 0), fd, 0);
+    if (!rc && p == MAP_FAILED)
+        rc = err_set(-errno, "memory file: cannot map %llu MiB: %s",
+                     (unsigned long long)(size >> 20), strerror(errno));
+    if (rc) {
+        if (at) /* what is left of the old mapping */
+            munmap(at, size);
+        close(fd);
+        return rc;
+    }
     set_layout(gm, p, size, gap_start, gap_end);
     gm->file_backed = true;
     gm->file_fd = fd;

@@ -52,9 +52,13 @@ int guest_mem_init(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint
 int guest_mem_init_huge(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
                         enum huge_pages hp);
 /* The same layout over the memory file `fd` (exactly `size` bytes), mapped
- * MAP_PRIVATE: reads see the file, writes stay private. gm takes the fd. */
+ * MAP_PRIVATE: reads see the file, writes stay private. gm takes the fd (closed
+ * on failure too). `at`: NULL, or the start of an anonymous mapping of `size`
+ * bytes (another guest_mem's, whose KVM memory slots point there) that the
+ * file replaces in place (MAP_FIXED); gm owns that range from then on, and on
+ * failure it is unmapped. */
 int guest_mem_map_file(struct guest_mem *gm, uint64_t size, uint64_t gap_start, uint64_t gap_end,
-                       int fd);
+                       int fd, void *at);
 void guest_mem_free(struct guest_mem *gm);
 
 /* Start recording the pages the VMM writes (the bitmap covers the mapping). */
