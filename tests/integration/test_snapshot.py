@@ -323,49 +323,40 @@ def ram_mappings(vm):
     return sorted(anon), sorted(files)
 
 
+def spare_ram_round(ctx, mem_mib):
+    """Boot the counter guest with mem_mib of RAM in a process whose spare VM holds 128 MiB,
+    snapshot it, restore it in another such process: the spare's RAM is taken (boot) and the
+    memory file mapped over it (load) if the sizes match, else dropped for the VM's own."""
+    took = mem_mib == 128
+    a = vmm(ctx, "a%d" % mem_mib)
+    wait_until(lambda: ram_mappings(a) == ([128], []), 30, "the spare's 128 MiB of RAM")
+    boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0", mem_mib=mem_mib)
+    wait_number(a, "counter", 5, 60)
+    check(("guest RAM: the spare VM's 128 MiB and memory slot\n" in a.log()) == took and
+          ram_mappings(a) == ([mem_mib], []),
+          "a %d MiB boot: RAM %r\n%s" % (mem_mib, ram_mappings(a), a.log()[-1500:]))
+    a.ok("PATCH", "/vm", {"state": "Paused"})
+    snap, mem = snapshot(a, "s%d" % mem_mib)
+    before = a.console()
+    a.kill()
+    b = vmm(ctx, "b%d" % mem_mib)
+    wait_until(lambda: ram_mappings(b) == ([128], []), 30, "the spare's 128 MiB of RAM")
+    load(b, snap, mem)
+    check(("the memory file mapped over it" in b.log()) == took and
+          ram_mappings(b) == ([], [mem_mib]),
+          "a %d MiB load: RAM %r\n%s" % (mem_mib, ram_mappings(b), b.log()[-1500:]))
+    wait_number(b, "counter", numbers(before, "counter")[-1] + 5, 60)
+    contiguous(numbers(before + b.console(), "counter"), "counter across the restore")
+    b.kill()
+
+
 @test("fast", timeout=400)
 def test_spare_ram_taken_or_dropped(ctx):
     """The spare VM holds 128 MiB of untouched RAM with its memory slot: a 128 MiB boot takes
     it, a 128 MiB load maps its memory file over it in place, and a VM of another size drops
     it and maps its own; every guest counts on from where it was."""
-    a = vmm(ctx, "a")
-    wait_until(lambda: ram_mappings(a) == ([128], []), 30, "the spare's 128 MiB of RAM")
-    boot_api(a, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0")
-    wait_number(a, "counter", 5, 60)
-    check("guest RAM: the spare VM's 128 MiB and memory slot\n" in a.log(),
-          "the boot did not take the spare's RAM:\n%s" % a.log()[-1500:])
-    check(ram_mappings(a) == ([128], []), "after the boot: %r" % (ram_mappings(a),))
-    a.ok("PATCH", "/vm", {"state": "Paused"})
-    snap, mem = snapshot(a, "s128")
-    before = a.console()
-    a.kill()
-    b = vmm(ctx, "b")
-    wait_until(lambda: ram_mappings(b) == ([128], []), 30, "the spare's 128 MiB of RAM")
-    load(b, snap, mem)
-    check("the spare VM's 128 MiB and memory slot, the memory file mapped over it" in b.log(),
-          "the load did not map its file over the spare's RAM:\n%s" % b.log()[-1500:])
-    check(ram_mappings(b) == ([], [128]), "after the load: %r" % (ram_mappings(b),))
-    wait_number(b, "counter", numbers(before, "counter")[-1] + 5, 60)
-    contiguous(numbers(before + b.console(), "counter"), "counter across the restore")
-    b.kill()
-
-    c = vmm(ctx, "c")
-    boot_api(c, ctx.guest("guest-pvh.elf"), "quiet smp=0 counter=0", mem_mib=64)
-    wait_number(c, "counter", 5, 60)
-    check("the spare VM's" not in c.log() and ram_mappings(c) == ([64], []),
-          "a 64 MiB boot: %r\n%s" % (ram_mappings(c), c.log()[-1500:]))
-    c.ok("PATCH", "/vm", {"state": "Paused"})
-    snap, mem = snapshot(c, "s64")
-    before = c.console()
-    c.kill()
-    d = vmm(ctx, "d")
-    wait_until(lambda: ram_mappings(d) == ([128], []), 30, "the spare's 128 MiB of RAM")
-    load(d, snap, mem)
-    check("the spare VM's" not in d.log() and ram_mappings(d) == ([], [64]),
-          "a 64 MiB load: %r\n%s" % (ram_mappings(d), d.log()[-1500:]))
-    wait_number(d, "counter", numbers(before, "counter")[-1] + 5, 60)
-    contiguous(numbers(before + d.console(), "counter"), "counter across the 64 MiB restore")
-    d.kill()
+    spare_ram_round(ctx, 128)
+    spare_ram_round(ctx, 64)
 
 
 @test("fast", timeout=300)
