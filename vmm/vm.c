@@ -165,8 +165,8 @@ int vm_spare_make(struct vm_spare *s, uint64_t mem_mib)
         return rc;
     }
     s->tsc_deadline = ioctl(s->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-    host_memory_bytes();
-    /* RAM ready for a VM of the size guessed; without it, a VM maps its own. */
+    /* RAM ready for a VM of the size guessed (host_memory_bytes read now, not at the
+     * request); without it, a VM maps its own. */
     if (mem_mib && mem_mib <= (UINT64_MAX >> 20) && (mem_mib << 20) <= host_memory_bytes() &&
         guest_mem_init(&s->mem, mem_mib << 20, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END) == 0 &&
         set_slots(s->vm_fd, &s->mem, true, 0) != 0)
