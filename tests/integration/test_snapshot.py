@@ -310,16 +310,24 @@ def test_spare_vm_made_early_and_remade_after_a_failure(ctx):
 
 
 def ram_mappings(vm):
-    """Sizes in MiB of the process's read-write mappings of 64 MiB or more (guest RAM):
-    (anonymous, file-backed)."""
+    """Guest RAM among the process's mappings of 64 MiB or more, sizes in MiB: (anonymous
+    read-write mappings advised MADV_NOHUGEPAGE, as guest_mem maps RAM; mappings of a
+    snapshot's .mem file). The sanitizer runtime's shadow memory is advised so too, but also
+    MADV_DONTDUMP ("dd"), which guest RAM is not."""
     anon, files = [], []
-    with open("/proc/%d/maps" % vm.proc.pid) as f:
+    size = path = perms = None
+    with open("/proc/%d/smaps" % vm.proc.pid) as f:
         for line in f:
             parts = line.split()
-            lo, hi = (int(x, 16) for x in parts[0].split("-"))
-            if hi - lo >= 64 << 20 and parts[1].startswith("rw"):
-                (files if len(parts) > 5 and parts[5].startswith("/") else anon).append(
-                    (hi - lo) >> 20)
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                size, perms = (hi - lo) >> 20, parts[1]
+                path = parts[5] if len(parts) > 5 else ""
+            elif parts and parts[0] == "VmFlags:" and perms.startswith("rw") and size >= 64:
+                if path.endswith(".mem"):
+                    files.append(size)
+                elif not path and "nh" in parts[1:] and "dd" not in parts[1:]:
+                    anon.append(size)
     return sorted(anon), sorted(files)
 
 
