@@ -28,11 +28,16 @@ With --images (the Linux guest images, `make images`), per round also:
                       write in user space)
   Linux load          `snapshot loaded in N us (M us of CPU)` for that Linux, snapshotted
                       idle in user space: what a platform saves by restoring instead
+--fixed-addresses runs every process the harness starts (Ember and QEMU) with
+ADDR_NO_RANDOMIZE: in the nested machine QEMU's TCG translates code per virtual address, so a
+program placed at a new random address by each exec is translated again at every start; this
+shows how much of a nested load's time and CPU that is (on hardware it changes nothing).
 Clones: N processes restored from one snapshot (File backend, MAP_PRIVATE), each resumed until
 its guest printed a line, then paused; the same for N cold boots. Host memory is the drop in
 MemAvailable and the sum of PSS (smaps_rollup) over the N processes.
 """
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -330,13 +335,18 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--png")
     ap.add_argument("--replot", metavar="JSON", help="only draw --png from an earlier --json")
+    ap.add_argument("--fixed-addresses", action="store_true",
+                    help="start Ember and QEMU with ADDR_NO_RANDOMIZE (see above)")
     a = ap.parse_args()
+    if a.fixed_addresses:  # inherited by every child, kept across exec
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.personality(libc.personality(0xffffffff) | 0x0040000)  # ADDR_NO_RANDOMIZE
     if a.replot:
         with open(a.replot) as f:
             plot(json.load(f), a.png)
         return
     tmp = tempfile.mkdtemp(prefix="bench-snap.")
-    res = {"rounds": a.n}
+    res = {"rounds": a.n, "fixed_addresses": a.fixed_addresses}
     try:
         src = cold_boot(a, tmp, "src")
         http(src.sock, "PATCH", "/vm", {"state": "Paused"})
