@@ -12,7 +12,9 @@ extern const char ap_tramp_start[], ap_tramp_end[], ap_count[];
 #define LAPIC_ID 0x20
 #define ICR_INIT 0x00004500 /* INIT, level assert */
 #define ICR_SIPI 0x00004600 /* start-up, level assert */
-#define AP_WAIT_CYCLES 3000000000ULL /* about 1 s of TSC */
+/* About 10 s of TSC: an AP that has not checked in by then never will, while in the nested
+ * machine, with the host busy, an AP's vCPU thread took over a second to be scheduled. */
+#define AP_WAIT_CYCLES 30000000000ULL
 
 static int checksum_ok(u64 pa, u32 len)
 {
@@ -84,7 +86,7 @@ u32 mptable_scan(u8 *ap_ids, u32 max_aps, u32 *naps, u32 *lapic_base)
 	return cpus;
 }
 
-/* Starts the APs; returns how many checked in within about a second. */
+/* Starts the APs; returns how many checked in within about 10 seconds. */
 u32 smp_start(u64 lapic, const u8 *ap_ids, u32 n)
 {
 	size_t size = (size_t)(ap_tramp_end - ap_tramp_start);
