@@ -109,16 +109,16 @@ static uint64_t host_memory_bytes(void)
     return cached = total;
 }
 
-/* One KVM memory slot per RAM region of gm, in order from slot 0; `size`
+/* One KVM memory slot per RAM region of gm, in order from slot 0; `add`
  * false deletes them instead. */
-static int set_slots(int vm_fd, const struct guest_mem *gm, bool size, uint32_t flags)
+static int set_slots(int vm_fd, const struct guest_mem *gm, bool add, uint32_t flags)
 {
     for (int i = 0; i < gm_region_count(gm); i++) {
         struct gm_region r = gm_region(gm, i);
         struct kvm_userspace_memory_region region = {
             .slot = (uint32_t)i,
             .guest_phys_addr = r.gpa,
-            .memory_size = size ? r.size : 0,
+            .memory_size = add ? r.size : 0,
             .userspace_addr = (uint64_t)(uintptr_t)r.host,
             .flags = flags,
         };

@@ -115,6 +115,17 @@ static void test_gm_zero(void **state)
     guest_mem_free(&gm);
 }
 
+/* An unlinked temporary file of `size` bytes, as a snapshot's memory file. */
+static int temp_mem_file(off_t size)
+{
+    char path[] = "/tmp/ember-test-mem-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(ftruncate(fd, size), 0);
+    return fd;
+}
+
 /* A memory file mapped over an earlier guest_mem in place (the spare VM's RAM, whose KVM
  * slots stay): same address, the file's bytes, private writes; a bad file unmaps the range
  * and closes the fd. */
@@ -124,11 +135,7 @@ static void test_gm_map_file_in_place(void **state)
     const uint64_t size = 4 << 20;
     struct guest_mem spare, gm;
     assert_int_equal(guest_mem_init(&spare, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
-    char path[] = "/tmp/ember-test-mem-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
-    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    int fd = temp_mem_file((off_t)size);
     assert_int_equal(pwrite(fd, "snapshot", 8, 0x5000), 8);
     assert_int_equal(
         guest_mem_map_file(&gm, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END, fd, spare.host),
@@ -143,11 +150,7 @@ static void test_gm_map_file_in_place(void **state)
     assert_int_equal(fcntl(fd, F_GETFD), -1);
 
     assert_int_equal(guest_mem_init(&spare, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END), 0);
-    char path2[] = "/tmp/ember-test-mem-XXXXXX";
-    fd = mkstemp(path2);
-    assert_true(fd >= 0);
-    unlink(path2);
-    assert_int_equal(ftruncate(fd, (off_t)size / 2), 0); /* the wrong size */
+    fd = temp_mem_file((off_t)size / 2); /* the wrong size */
     err_clear();
     assert_int_equal(
         guest_mem_map_file(&gm, size, LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_END, fd, spare.host),
