@@ -4,10 +4,10 @@ check that nothing leaked (issue 12). Ember side by side with QEMU's microvm in 
 
   bench_density.py density --ember build/ember --guest-dir build/guest [-N 10,100] [-P 8]
         [--vmm ember-api,ember-config,ember-jailer,qemu,trivial] [--source guest|linux|clones]
-        [--mem 128] [--idle-s 5] [--json FILE]
+        [--mem 128] [--idle-s 5] [--fixed-addresses] [--json FILE]
   bench_density.py floor --ember build/ember --floor build/kvm-floor [-n 15] [--json FILE]
   bench_density.py churn --ember build/ember --guest-dir build/guest [--cycles 1000]
-        [--vmm ember-api,ember-jailer] [-P 4] [--json FILE]
+        [--vmm ember-api,ember-jailer] [-P 4] [--fixed-addresses] [--json FILE]
   bench_density.py plot JSON... --png FILE
 
 density: for each N and each VMM (interleaved per N: ember-api, ember-jailer, qemu, trivial),
@@ -50,10 +50,11 @@ reset) and against QEMU's microvm on that ELF, interleaved, n runs each, all thr
 bench_boot.py's launcher (wall exec -> exit, CPU from wait4's rusage). Then where Ember's
 time goes: `ember --version` (exec of the static PIE, flags), the same boot with
 --no-seccomp, and Ember's own Guest-boot-time (from main()) against exec -> boot-timer.
-Last, the floor and Ember at fixed addresses (ADDR_NO_RANDOMIZE): the nested machine's
-emulator translates code per virtual address, so a static PIE at a new random address is
-translated again at every exec; these two rows show what that costs each (nothing on
-hardware).
+Last, the floor (with and without the irqchip and PIT) and Ember at fixed addresses
+(ADDR_NO_RANDOMIZE): the nested machine's emulator translates code per virtual address, so a
+static PIE at a new random address is translated again at every exec; these rows show what
+that costs each (nothing on hardware). density and churn take --fixed-addresses to run every
+process they start so.
 
 churn: --cycles start/stop cycles, P at a time, alternating the stop: SIGTERM of an idle
 guest, and a guest that resets itself (i8042) after booting; a GET / and a GET
@@ -1006,7 +1007,9 @@ def density_one(a, src, tmp, kind_name, n):
     r.prepare(kind_name)
     kind = KINDS[kind_name](r)
     base = r.baseline()
+    hs0 = host_cpu()
     vms, wall, stopped_at = start_all(kind, n, a.P, a.reserve_mib * 1024)
+    hs1 = host_cpu()
     up = [vm for vm in vms if vm.up_ns is not None]
     fails = [vm for vm in vms if vm.err]
     time.sleep(1.0)  # let the last ones settle into idle
@@ -1041,6 +1044,13 @@ def density_one(a, src, tmp, kind_name, n):
                      for vm in fails[:3]],
         "start_ms": summary([vm.up_ns / 1e6 for vm in up]),
         "wall_s": wall, "rate_vms_per_s": len(up) / wall if wall else None,
+        # CPU per start: each VM's own (utime + stime of all its threads, its guest's time
+        # included, read once all are up; an idle VM adds none), and the whole machine's busy
+        # time while they started (the harness, the kernel and everything else too) / VMs up.
+        "start_cpu_ms_per_vm": (sum(c0[p] or 0 for p in pids) * 1000.0 / TICK / k),
+        "start_cpu_ms": summary([c0[p] * 1000.0 / TICK for p in pids if c0[p] is not None]),
+        "machine_cpu_ms_per_vm": ((hs1[0] - hs0[0]) - (hs1[1] - hs0[1])) * 1000.0 / TICK / k,
+        "machine_cpus": os.cpu_count(),
         "mem_available_drop_mib_per_vm": (base["mem"]["MemAvailable"] -
                                           m_end["MemAvailable"]) / k / 1024.0,
         "mem_available_drop_mib_per_vm_at_up": (base["mem"]["MemAvailable"] -
@@ -1091,6 +1101,7 @@ def print_density(res):
     print("  %-12s N=%-5d up %d/%d%s  start p50 %s ms p99 %s ms  %s VMs/s  "
           "host %.2f MiB/VM (slab %.3f, KVM page tables %.3f)  PSS %s MiB  RSS %s MiB  "
           "(THP %.1f MiB in all, guest RAM resident %s MiB)  "
+          "CPU per start %.1f ms, median %s (machine %.1f ms)  "
           "threads %s (+%s kernel workers)  fds %s  idle CPU %.3f ms/s, %.2f wakeups/s per VM  "
           "teardown %.2f s  leaks: %s" % (
               res["vmm"], res["N"], res["up"], res["N"],
@@ -1102,6 +1113,8 @@ def print_density(res):
               res["sec_page_tables_mib_per_vm"], fmt_stat(res["pss_mib"], "median", 3),
               fmt_stat(res["rss_mib"], "median", 3), res["anon_huge_mib_sum"],
               fmt_stat(res["guest_ram_rss_mib"], "median", 3),
+              res["start_cpu_ms_per_vm"], fmt_stat(res["start_cpu_ms"], "median", 0),
+              res["machine_cpu_ms_per_vm"],
               fmt_stat(res["threads"], "median", 0),
               fmt_stat(res["kernel_worker_threads"], "median", 0),
               fmt_stat(res["fds"], "median", 0), res["idle_cpu_ms_per_vm_per_s"],
@@ -1137,8 +1150,10 @@ def cmd_density(a, tmp):
                     json.dump(out, f, default=str)
     out["ratios"] = ratios(out["results"])
     for row in out["ratios"]:
-        print("  ratio N=%d %s/qemu: host memory per VM %s, creation rate %s, start p50 %s" % (
-            row["N"], row["vmm"], fr(row["mem"]), fr(row["rate"]), fr(row["p50"])))
+        print("  ratio N=%d %s/qemu: host memory per VM %s, creation rate %s, start p50 %s; "
+              "QEMU's CPU per start / this one's %s (the machine's %s)" % (
+                  row["N"], row["vmm"], fr(row["mem"]), fr(row["rate"]), fr(row["p50"]),
+                  fr(row["start_cpu"]), fr(row["machine_cpu"])))
     out["goals"] = goals(out["results"])
     for g in out["goals"]:
         print("  goal %-60s %s" % (g[0], g[1]))
@@ -1163,6 +1178,8 @@ def ratios(results):
                      "mem": div(r["mem_available_drop_mib_per_vm"],
                                 qq["mem_available_drop_mib_per_vm"]),
                      "rate": div(r["rate_vms_per_s"], qq["rate_vms_per_s"]),
+                     "start_cpu": div(qq["start_cpu_ms_per_vm"], r["start_cpu_ms_per_vm"]),
+                     "machine_cpu": div(qq["machine_cpu_ms_per_vm"], r["machine_cpu_ms_per_vm"]),
                      "p50": div(r["start_ms"]["p50"], qq["start_ms"]["p50"])})
     return rows
 
@@ -1232,6 +1249,7 @@ def cmd_floor(a, tmp):
     # only) to show what that translation adds.
     variants += [
         ("floor, fixed addresses", [floor, str(a.mem)], 0),
+        ("floor + irqchip and PIT, fixed addresses", [floor, str(a.mem), "irqchip"], 0),
         ("ember, fixed addresses", [ember, "--no-api", "--config-file", cfg], 0),
     ]
     with open(os.path.join(tmp, "true"), "wb") as f:  # exit_group(0)
@@ -1243,7 +1261,7 @@ def cmd_floor(a, tmp):
           "n=%d interleaved after 2 warm-ups; %s" % (a.floor, a.mem, a.n,
                                                     bench_boot.load_str(bench_boot.load_snapshot())))
     for name, argv, _ in variants:
-        print("  %-26s %s" % (name, bench_boot.shell_quote(argv)))
+        print("  %-42s %s" % (name, bench_boot.shell_quote(argv)))
     samples = {v[0]: {"wall_ms": [], "cpu_ms": [], "rss_mib": [], "own_ms": []} for v in variants}
     bad = {v[0]: 0 for v in variants}
     for i in range(a.n + 2):
@@ -1266,11 +1284,11 @@ def cmd_floor(a, tmp):
             if m:
                 s["own_ms"].append(int(m.group(1)) / 1e3)
     out = {"command": "floor", "n": a.n, "failures": bad, "results": {}}
-    print("  %-26s %-28s %-28s %-18s" % ("", "exec -> exit ms", "CPU ms", "peak RSS MiB"))
+    print("  %-42s %-28s %-28s %-18s" % ("", "exec -> exit ms", "CPU ms", "peak RSS MiB"))
     for name, *_ in variants:
         st = {k: bench_boot.stats(v) for k, v in samples[name].items()}
         out["results"][name] = st
-        print("  %-26s %-28s %-28s %-18s%s" % (
+        print("  %-42s %-28s %-28s %-18s%s" % (
             name, span(st["wall_ms"]), span(st["cpu_ms"]), span(st["rss_mib"]),
             ("  own Guest-boot-time %s" % span(st["own_ms"])) if st["own_ms"] else ""))
     f = out["results"]["floor"]
@@ -1297,6 +1315,13 @@ def cmd_floor(a, tmp):
         ef["ratio_to_floor_fixed"] = {"wall": wr, "cpu": cr}
         print("  %-26s / floor, fixed addresses: wall %.2fx, CPU %s" % (
             "ember, fixed addresses", wr, fr(cr)))
+    fif = out["results"]["floor + irqchip and PIT, fixed addresses"]
+    if fif["wall_ms"] and ef["wall_ms"]:
+        wr = ef["wall_ms"]["median"] / fif["wall_ms"]["median"]
+        cr = ef["cpu_ms"]["median"] / fif["cpu_ms"]["median"] if fif["cpu_ms"]["median"] else None
+        ef["ratio_to_floor_irqchip_fixed"] = {"wall": wr, "cpu": cr}
+        print("  %-26s / floor + irqchip and PIT, fixed addresses: wall %.2fx, CPU %s" % (
+            "ember, fixed addresses", wr, fr(cr)))
     if e["wall_ms"] and f["wall_ms"]:
         out["goals"] = [("exec -> exit <= 1.25x floor (wall)", e["ratio_to_floor"]["wall"] <= 1.25),
                         ("CPU <= 2x floor", (e["ratio_to_floor"]["cpu"] or 99) <= 2)]
@@ -1311,13 +1336,26 @@ def fixed_addresses(on):
     if not on:
         yield
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    old = libc.personality(0xffffffff)
-    libc.personality(old | 0x0040000)  # ADDR_NO_RANDOMIZE
+    old = set_addr_no_randomize(True)
     try:
         yield
     finally:
-        libc.personality(old)
+        set_addr_no_randomize(old)
+
+
+FIXED_HELP = ("start every VMM (Ember, its jailer, QEMU, the trivial process) with "
+              "ADDR_NO_RANDOMIZE: the nested machine's emulator translates code per virtual "
+              "address, so a program exec'd at a new random address is translated anew; this "
+              "shows what that costs each (the measurement only: nothing changes in Ember)")
+
+
+def set_addr_no_randomize(on):
+    """Turn ADDR_NO_RANDOMIZE on or off for this thread (and what it spawns from now on);
+    returns whether it was on. personality(2) is per thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    old = libc.personality(0xffffffff)
+    libc.personality((old | 0x0040000) if on else (old & ~0x0040000))
+    return bool(old & 0x0040000)
 
 
 def span(st):
@@ -1489,6 +1527,7 @@ def main():
     d.add_argument("--vmm", default="ember-api,ember-jailer,qemu,trivial")
     d.add_argument("--qemu-max", type=int, default=0, help="skip QEMU above this N")
     d.add_argument("--idle-s", type=float, default=5.0)
+    d.add_argument("--fixed-addresses", action="store_true", help=FIXED_HELP)
     f = sub.add_parser("floor", parents=[common])
     f.add_argument("--floor", default="build/kvm-floor")
     f.add_argument("-n", type=int, default=15)
@@ -1497,6 +1536,7 @@ def main():
     c.add_argument("--cycles", type=int, default=1000)
     c.add_argument("--vmm", default="ember-api,ember-jailer")
     c.add_argument("--sample", type=int, default=100)
+    c.add_argument("--fixed-addresses", action="store_true", help=FIXED_HELP)
     p = sub.add_parser("plot")
     p.add_argument("json_in", nargs="+")
     p.add_argument("--png", required=True)
@@ -1535,6 +1575,12 @@ def main():
     except SourceUnavailable as e:
         print("bench_density.py: %s" % e, file=sys.stderr)
         return 2
+    if getattr(a, "fixed_addresses", False):
+        # Set on this (the main) thread before any other starts: the worker threads that
+        # spawn the VMs are created from it and inherit it, and so does every exec.
+        set_addr_no_randomize(True)
+        print("every process this run starts runs at fixed addresses (ADDR_NO_RANDOMIZE)",
+              flush=True)
     tmp = tempfile.mkdtemp(prefix="ember-density-", dir="/tmp")
     os.chmod(tmp, 0o755)
     try:
@@ -1542,6 +1588,7 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    out["fixed_addresses"] = getattr(a, "fixed_addresses", False)
     text = json.dumps(out, default=str)
     if a.json:
         with open(a.json, "w") as f:
