@@ -1291,37 +1291,27 @@ def cmd_floor(a, tmp):
         print("  %-42s %-28s %-28s %-18s%s" % (
             name, span(st["wall_ms"]), span(st["cpu_ms"]), span(st["rss_mib"]),
             ("  own Guest-boot-time %s" % span(st["own_ms"])) if st["own_ms"] else ""))
-    f = out["results"]["floor"]
+    res = out["results"]
+    f, e = res["floor"], res["ember"]
+
+    def compare(name, base_name, key):
+        """res[name][key] = its median wall and CPU over base_name's, and a line saying so."""
+        x, base = res[name], res[base_name]
+        if not (x["wall_ms"] and base["wall_ms"]):
+            return
+        wr = x["wall_ms"]["median"] / base["wall_ms"]["median"]
+        cr = x["cpu_ms"]["median"] / base["cpu_ms"]["median"] if base["cpu_ms"]["median"] else None
+        x[key] = {"wall": wr, "cpu": cr}
+        print("  %-42s / %s: wall %.2fx, CPU %s" % (name, base_name, wr, fr(cr)))
+
     for name in [v[0] for v in variants if v[0] != "floor"]:
-        e = out["results"][name]
-        if e["wall_ms"] and f["wall_ms"]:
-            wr = e["wall_ms"]["median"] / f["wall_ms"]["median"]
-            cr = e["cpu_ms"]["median"] / f["cpu_ms"]["median"] if f["cpu_ms"]["median"] else None
-            out["results"][name]["ratio_to_floor"] = {"wall": wr, "cpu": cr}
-            print("  %-26s / floor: wall %.2fx, CPU %s" % (name, wr, fr(cr)))
-    # The same against the floor that also makes (and, at exit, tears down) the in-kernel
-    # irqchip and PIT: what is left is Ember's own.
-    fi = out["results"]["floor + irqchip and PIT"]
-    e = out["results"]["ember"]
-    if e["wall_ms"] and fi["wall_ms"]:
-        wr = e["wall_ms"]["median"] / fi["wall_ms"]["median"]
-        cr = e["cpu_ms"]["median"] / fi["cpu_ms"]["median"] if fi["cpu_ms"]["median"] else None
-        e["ratio_to_floor_irqchip"] = {"wall": wr, "cpu": cr}
-        print("  %-26s / floor + irqchip and PIT: wall %.2fx, CPU %s" % ("ember", wr, fr(cr)))
-    ff, ef = out["results"]["floor, fixed addresses"], out["results"]["ember, fixed addresses"]
-    if ff["wall_ms"] and ef["wall_ms"]:
-        wr = ef["wall_ms"]["median"] / ff["wall_ms"]["median"]
-        cr = ef["cpu_ms"]["median"] / ff["cpu_ms"]["median"] if ff["cpu_ms"]["median"] else None
-        ef["ratio_to_floor_fixed"] = {"wall": wr, "cpu": cr}
-        print("  %-26s / floor, fixed addresses: wall %.2fx, CPU %s" % (
-            "ember, fixed addresses", wr, fr(cr)))
-    fif = out["results"]["floor + irqchip and PIT, fixed addresses"]
-    if fif["wall_ms"] and ef["wall_ms"]:
-        wr = ef["wall_ms"]["median"] / fif["wall_ms"]["median"]
-        cr = ef["cpu_ms"]["median"] / fif["cpu_ms"]["median"] if fif["cpu_ms"]["median"] else None
-        ef["ratio_to_floor_irqchip_fixed"] = {"wall": wr, "cpu": cr}
-        print("  %-26s / floor + irqchip and PIT, fixed addresses: wall %.2fx, CPU %s" % (
-            "ember, fixed addresses", wr, fr(cr)))
+        compare(name, "floor", "ratio_to_floor")
+    # Against the floor that also makes (and, at exit, tears down) the in-kernel irqchip and
+    # PIT: what is left is Ember's own. And the same pairs with everything at fixed addresses.
+    compare("ember", "floor + irqchip and PIT", "ratio_to_floor_irqchip")
+    compare("ember, fixed addresses", "floor, fixed addresses", "ratio_to_floor_fixed")
+    compare("ember, fixed addresses", "floor + irqchip and PIT, fixed addresses",
+            "ratio_to_floor_irqchip_fixed")
     if e["wall_ms"] and f["wall_ms"]:
         out["goals"] = [("exec -> exit <= 1.25x floor (wall)", e["ratio_to_floor"]["wall"] <= 1.25),
                         ("CPU <= 2x floor", (e["ratio_to_floor"]["cpu"] or 99) <= 2)]
