@@ -30,6 +30,7 @@ printed as the "harness floor" (the same launcher running /bin/true).
 identical command line) and reports exec -> `Run /init as init process`.
 """
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -274,6 +275,17 @@ def shell_quote(argv):
 
 
 # ---------------------------------------------------------------- the VMMs
+
+
+def set_addr_no_randomize(on):
+    """Turn ADDR_NO_RANDOMIZE on or off for this thread and what it spawns from now on (kept
+    across exec); returns whether it was on. personality(2) is per thread. The nested
+    machine's emulator translates code per virtual address, so a program exec'd at a new
+    random address is translated anew: benchmarks set this to show what that costs."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    old = libc.personality(0xffffffff)
+    libc.personality((old | 0x0040000) if on else (old & ~0x0040000))
+    return bool(old & 0x0040000)
 
 
 def qemu_argv(qemu, kernel, append, mem_mib, initrd=None, no_reboot=False):

@@ -69,7 +69,6 @@ mean anything there.
 import argparse
 import concurrent.futures
 import contextlib
-import ctypes
 import json
 import os
 import resource
@@ -77,7 +76,6 @@ import select
 import shutil
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -1326,26 +1324,17 @@ def fixed_addresses(on):
     if not on:
         yield
         return
-    old = set_addr_no_randomize(True)
+    old = bench_boot.set_addr_no_randomize(True)
     try:
         yield
     finally:
-        set_addr_no_randomize(old)
+        bench_boot.set_addr_no_randomize(old)
 
 
 FIXED_HELP = ("start every VMM (Ember, its jailer, QEMU, the trivial process) with "
               "ADDR_NO_RANDOMIZE: the nested machine's emulator translates code per virtual "
               "address, so a program exec'd at a new random address is translated anew; this "
               "shows what that costs each (the measurement only: nothing changes in Ember)")
-
-
-def set_addr_no_randomize(on):
-    """Turn ADDR_NO_RANDOMIZE on or off for this thread (and what it spawns from now on);
-    returns whether it was on. personality(2) is per thread."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    old = libc.personality(0xffffffff)
-    libc.personality((old | 0x0040000) if on else (old & ~0x0040000))
-    return bool(old & 0x0040000)
 
 
 def span(st):
@@ -1568,7 +1557,7 @@ def main():
     if getattr(a, "fixed_addresses", False):
         # Set on this (the main) thread before any other starts: the worker threads that
         # spawn the VMs are created from it and inherit it, and so does every exec.
-        set_addr_no_randomize(True)
+        bench_boot.set_addr_no_randomize(True)
         print("every process this run starts runs at fixed addresses (ADDR_NO_RANDOMIZE)",
               flush=True)
     tmp = tempfile.mkdtemp(prefix="ember-density-", dir="/tmp")

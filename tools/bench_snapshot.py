@@ -37,7 +37,6 @@ its guest printed a line, then paused; the same for N cold boots. Host memory is
 MemAvailable and the sum of PSS (smaps_rollup) over the N processes.
 """
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -49,6 +48,7 @@ import sys
 import tempfile
 import time
 
+import bench_boot  # set_addr_no_randomize
 import bench_density  # its QMP client and Linux source
 
 MEM_MIB = 128
@@ -339,8 +339,7 @@ def main():
                     help="start Ember and QEMU with ADDR_NO_RANDOMIZE (see above)")
     a = ap.parse_args()
     if a.fixed_addresses:  # inherited by every child, kept across exec
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.personality(libc.personality(0xffffffff) | 0x0040000)  # ADDR_NO_RANDOMIZE
+        bench_boot.set_addr_no_randomize(True)
     if a.replot:
         with open(a.replot) as f:
             plot(json.load(f), a.png)
