@@ -3,8 +3,8 @@ themselves (tools/with-kvm --nested), so they run the same on a host with or wit
 
 - with-kvm itself: COMMAND's exit status, stdout and stderr apart, the working directory and the
   environment; inside, a working /dev/kvm, fresh /proc, /sys, /dev, devpts, cgroup2 and tmpfs on
-  /tmp, /run and /dev/shm, a tap in a network namespace and a device node; with-kvm run inside
-  takes the direct path. A time-out ends with 124 and SIGINT with 130, each leaving no process
+  /tmp, /run and /dev/shm, a tap in a network namespace and a device node, a CPU with SVM and
+  without ERMS (and with ERMS under `--cpu max`); with-kvm run inside takes the direct path. A time-out ends with 124 and SIGINT with 130, each leaving no process
   and no job directory behind. A machine whose heartbeat stops is wedged: 123 with its registers,
   and --retry-wedged runs the command again in a fresh one.
 - A power cut: Ember's drive is a file on ext4 on the nested machine's virtio disk (a raw file
@@ -84,6 +84,9 @@ print("nested=" + os.environ.get("EMBER_IN_NESTED", ""))
 for p in ("/", "/proc", "/sys", "/dev", "/dev/pts", "/tmp", "/run", "/dev/shm", "/sys/fs/cgroup"):
     print("mount %s=%s" % (p, mounted(p)))
 print("controllers=" + open("/sys/fs/cgroup/cgroup.controllers").read().strip())
+flags = [l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")][0]
+print("svm=%d" % ("svm" in flags))
+print("erms=%d" % ("erms" in flags))
 def sh(*c):
     return subprocess.run(list(c), capture_output=True).returncode
 ns = "wkt%d" % os.getpid()
@@ -117,6 +120,9 @@ def test_with_kvm_runs_a_command_nested(ctx):
                      ("/dev/shm", "tmpfs"), ("/sys/fs/cgroup", "cgroup2")):
         check(got.get("mount " + path) == fs, "%s is not %s inside\n%s" % (path, fs, desc))
     check({"memory", "cpu"} <= set(got.get("controllers", "").split()), "cgroup2 controllers\n" + desc)
+    # The default CPU model has SVM and leaves out ERMS (TCG emulates `rep stosb` bytewise).
+    check(got.get("svm") == "1" and got.get("erms") == "0", "CPU flags inside\n" + desc)
+    check("-cpu max,-erms,-fsrm" in err, "the line saying how it ran names no CPU model\n" + desc)
     for k in ("netns", "tap", "veth"):
         check(got.get(k) == "0", "%s failed inside\n%s" % (k, desc))
     check(got.get("mknod") == "1", "a device node did not work inside\n" + desc)
@@ -126,14 +132,16 @@ def test_with_kvm_runs_a_command_nested(ctx):
 @test("nested", timeout=300)
 def test_with_kvm_inside_runs_directly(ctx):
     """Inside the nested machine /dev/kvm works, so with-kvm runs the command directly, and its
-    time limit still holds there (124)."""
-    inner = "%s %s -- sh -c 'echo direct-ok'; %s %s -t 2 -- sleep 60; echo timeout-rc=$?" % (
+    time limit still holds there (124). This machine has `--cpu max`, which keeps ERMS."""
+    inner = ("%s %s -- sh -c 'echo direct-ok'; %s %s -t 2 -- sleep 60; echo timeout-rc=$?; "
+             "grep -c -w erms /proc/cpuinfo | sed 's/^/erms-cpus=/'") % (
         sys.executable, WITH_KVM, sys.executable, WITH_KVM)
-    rc, out, err = finish(with_kvm(["-t", "240"], ["sh", "-c", inner]), 280)
+    rc, out, err = finish(with_kvm(["-t", "240", "--cpu", "max"], ["sh", "-c", inner]), 280)
     desc = "exit %d\n--- stdout ---\n%s\n--- stderr ---\n%s" % (rc, out, err)
     check(rc == 0 and "direct-ok" in out, "inner run\n" + desc)
     check("/dev/kvm works: running directly" in err, "the inner run was not direct\n" + desc)
     check("timeout-rc=124" in out, "a direct run's time limit\n" + desc)
+    check(re.search(r"erms-cpus=[1-9]", out), "--cpu max: no ERMS inside\n" + desc)
 
 
 @test("nested", timeout=300)
