@@ -4,9 +4,10 @@ themselves (tools/with-kvm --nested), so they run the same on a host with or wit
 - with-kvm itself: COMMAND's exit status, stdout and stderr apart, the working directory and the
   environment; inside, a working /dev/kvm, fresh /proc, /sys, /dev, devpts, cgroup2 and tmpfs on
   /tmp, /run and /dev/shm, a tap in a network namespace and a device node, a CPU with SVM and
-  without ERMS (and with ERMS under `--cpu max`); with-kvm run inside takes the direct path. A time-out ends with 124 and SIGINT with 130, each leaving no process
-  and no job directory behind. A machine whose heartbeat stops is wedged: 123 with its registers,
-  and --retry-wedged runs the command again in a fresh one.
+  without ERMS (and with ERMS under `--cpu max`); with-kvm run inside takes the direct path. A
+  time-out ends with 124 and SIGINT with 130, each leaving no process and no job directory behind.
+  A machine whose heartbeat stops is wedged: 123 with its registers, and --retry-wedged runs the
+  command again in a fresh one.
 - A power cut: Ember's drive is a file on ext4 on the nested machine's virtio disk (a raw file
   here). The test guest writes numbered records, flushes each, and prints `durable: K`; at a
   marker the test SIGKILLs the outer QEMU, which to the nested kernel is a power cut (its page
